@@ -1,0 +1,394 @@
+"""BaseAutoencoder: the scikit-learn estimator every aekit model shares.
+
+A model subclass implements a few hooks; everything a user calls lives here:
+
+=========================  ==================================================================
+hook                       contract
+=========================  ==================================================================
+``_encoder_outputs``       encoder output width (k for a code, 2k for mean and log-variance)
+``_build(input_shape)``    networks as an ``nn.Module`` (default: encoder, decoder, likelihood)
+``_loss(x, y)``            :class:`~aekit.training.LossTerms`, batch-averaged, nats per example
+``_encode(x)``             the code / posterior mean, ``(B, k)``
+``_log_likelihood(x, e)``  log p(x) per row ``(B,)`` given common noise ``e`` of shape ``(K, k)``
+``_elbo(x, e)``            the evidence lower bound per row ``(B,)``
+``_sample_latent(n, g)``   ``n`` latent draws from the model's prior, ``(n, k)``
+=========================  ==================================================================
+
+Rows are flat inside: image input ``(n, H, W)`` or ``(n, C, H, W)`` is validated, flattened
+to ``(n, D)`` and its shape kept in ``input_shape_``; outputs in data space get it back.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import numbers
+from numbers import Integral, Real
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+from torch import Tensor, nn
+from torch.distributions import Distribution
+
+from .distributions import LIKELIHOODS, get_likelihood
+from .nn import ACTIVATIONS, ARCHITECTURES, build_decoder, build_encoder
+from .training import LossTerms, default_optimizer, fit_loop, resolve_device
+
+#: rough bytes one evaluation chunk may use; sets how many rows are scored at once.
+EVAL_MEMORY_BUDGET = 256 * 2**20
+
+
+def _seed(random_state: Any) -> int:
+    """A 31-bit seed from ``random_state`` without touching any global RNG state."""
+    if random_state is None:
+        return int(np.random.SeedSequence().generate_state(1)[0] >> 1)
+    if isinstance(random_state, numbers.Integral):
+        return int(random_state)
+    return int(check_random_state(random_state).randint(2**31 - 1))
+
+
+
+
+
+class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Shared estimator behaviour; see the module docstring for the hooks a model writes.
+
+    Parameters common to every model (a subclass's docstring lists them again):
+
+    n_components : int, default=2
+        Size of the code (latent dimensions).
+    hidden_layer_sizes : tuple of int, default=(256, 128)
+        Encoder hidden widths; the decoder mirrors them. For image input the conv
+        networks use the last width for their dense layer.
+    activation : {"relu", "leaky_relu", "elu", "gelu", "silu", "tanh", "sigmoid", "identity"}
+        Hidden-layer nonlinearity; "identity" makes a linear autoencoder.
+    likelihood : str, default="gaussian"
+        p(x|z), one of :func:`aekit.distributions.list_likelihoods`: "gaussian" is MSE,
+        "bernoulli" is binary cross-entropy, and so on.
+    likelihood_scale : float, default=1.0
+        The fixed sigma of "gaussian", b of "laplace", the initial sigma of "gaussian_learned".
+    architecture : {"auto", "mlp", "conv"}, default="auto"
+        "auto" uses small conv nets for image-shaped input and MLPs for flat rows.
+    max_iter : int, default=100
+        Maximum number of epochs.
+    batch_size : int, default=128
+    learning_rate : float, default=1e-3
+        Adam step size.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the rows, stop when the validation loss has
+        not improved by ``tol`` for ``n_iter_no_change`` epochs and keep the best weights.
+        Without it the training loss is watched the same way.
+    validation_fraction : float, default=0.1
+    n_iter_no_change : int, default=10
+    tol : float, default=1e-4
+    random_state : int, RandomState instance or None, default=None
+        Seeds weight initialisation, minibatch order and noise; the global RNGs of torch
+        and numpy are left untouched. Also seeds the evaluation noise (0 when None).
+    verbose : int, default=0
+        1 shows a progress bar; 2 also prints every epoch.
+    device : str, default="auto"
+        "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
+    """
+
+    _parameter_constraints: dict = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "hidden_layer_sizes": ["array-like"],
+        "activation": [StrOptions(set(ACTIVATIONS))],
+        "likelihood": [StrOptions(set(LIKELIHOODS.names()))],
+        "likelihood_scale": [Interval(Real, 0, None, closed="neither")],
+        "architecture": [StrOptions(set(ARCHITECTURES))],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+        "device": [str],
+    }
+
+    def __init__(self, n_components=2, *, hidden_layer_sizes=(256, 128), activation="relu",
+                 likelihood="gaussian", likelihood_scale=1.0, architecture="auto",
+                 max_iter=100, batch_size=128, learning_rate=1e-3, early_stopping=False,
+                 validation_fraction=0.1, n_iter_no_change=10, tol=1e-4, random_state=None,
+                 verbose=0, device="auto"):
+        self.n_components = n_components
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.likelihood = likelihood
+        self.likelihood_scale = likelihood_scale
+        self.architecture = architecture
+        self.max_iter = max_iter
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.random_state = random_state
+        self.verbose = verbose
+        self.device = device
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Let a model declare only its own parameters plus ``**kwargs``.
+
+        scikit-learn reads parameters from the ``__init__`` signature, so the full one
+        (the model's own, then the shared ones) is set as ``__init__.__signature__``.
+        """
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            return
+        own = inspect.signature(init).parameters
+        if not any(p.kind is p.VAR_KEYWORD for p in own.values()):
+            return
+        base = inspect.signature(BaseAutoencoder.__init__).parameters
+        params = [p for p in own.values() if p.kind is not p.VAR_KEYWORD]
+        params += [p for name, p in base.items() if name != "self" and name not in own]
+        init.__signature__ = inspect.Signature(params)
+
+    # ------------------------------------------------------------------ hooks
+
+    @property
+    def _encoder_outputs(self) -> int:
+        return self.n_components
+
+    def _build(self, input_shape: tuple[int, ...]) -> nn.Module:
+        """Encoder, decoder and likelihood for rows of ``input_shape``."""
+        n_features = math.prod(input_shape)
+        likelihood = get_likelihood(self.likelihood, n_features, self.likelihood_scale)
+        hidden = tuple(self.hidden_layer_sizes)
+        return nn.ModuleDict({
+            "encoder": build_encoder(input_shape, hidden, self._encoder_outputs,
+                                     self.activation, self.architecture),
+            "decoder": build_decoder(input_shape, hidden, self.n_components, likelihood.n_params,
+                                     self.activation, self.architecture),
+            "likelihood": likelihood,
+        })
+
+    def _loss(self, x: Tensor, y: Tensor | None = None) -> LossTerms:
+        raise NotImplementedError
+
+    def _encode(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def _decode(self, z: Tensor) -> Distribution:
+        """p(x|z) for codes ``z`` of shape ``(..., k)``; event shape ``(D,)``."""
+        return self.module_.likelihood(self.module_.decoder(z))
+
+    def _log_likelihood(self, x: Tensor, eps: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def _elbo(self, x: Tensor, eps: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def _sample_latent(self, n_samples: int, generator: torch.Generator) -> Tensor:
+        raise NotImplementedError
+
+    def _n_eval_samples(self) -> int:
+        """How many noise draws ``score_samples`` uses per row."""
+        return 1
+
+    def _after_fit(self, x: Tensor) -> None:
+        """Called once after training with the training rows (on the device)."""
+
+    def _configure_optimizers(self) -> torch.optim.Optimizer:
+        return default_optimizer(self.module_.parameters(), self.learning_rate)
+
+    def _train_step(self, x: Tensor, y: Tensor | None, optimizer: Any) -> dict[str, Tensor]:
+        """One optimisation step on a minibatch; returns the detached terms to log."""
+        optimizer.zero_grad(set_to_none=True)
+        out = self._loss(x, y)
+        out.total.backward()
+        optimizer.step()
+        return {"loss": out.total.detach(), **{k: v.detach() for k, v in out.terms.items()}}
+
+    def _randn(self, *shape: int) -> Tensor:
+        """Standard normal noise from the training generator (only valid inside ``fit``)."""
+        g = self._generator
+        return torch.randn(*shape, generator=g, device=g.device)
+
+    # ------------------------------------------------------------ validation
+
+    def _validate_X(self, X: Any, *, reset: bool) -> np.ndarray:
+        """float32 rows ``(n, D)``; sets ``input_shape_`` and ``n_features_in_`` on reset."""
+        X = validate_data(self, X, reset=reset, dtype=np.float32, allow_nd=True,
+                          ensure_min_samples=2 if reset else 1)
+        if X.ndim > 4:
+            raise ValueError(f"expected rows (n, D) or images (n, H, W) / (n, C, H, W); "
+                             f"got an array of shape {X.shape}")
+        if reset:
+            self.input_shape_ = tuple(int(s) for s in X.shape[1:])
+        elif tuple(X.shape[1:]) != tuple(self.input_shape_):
+            raise ValueError(f"X has rows of shape {tuple(X.shape[1:])}, but "
+                             f"{type(self).__name__} was fitted on rows of shape "
+                             f"{tuple(self.input_shape_)}")
+        return X.reshape(len(X), -1)
+
+    def _check_support(self, X: np.ndarray) -> None:
+        LIKELIHOODS.lookup(self.likelihood)(X.shape[1]).check_support(X)
+
+    def _check_hyperparameters(self) -> None:
+        sizes = self.hidden_layer_sizes
+        if isinstance(sizes, numbers.Integral):
+            sizes = (sizes,)
+        sizes = list(sizes)
+        if not sizes or not all(isinstance(s, numbers.Integral) and s > 0 for s in sizes):
+            raise ValueError(f"hidden_layer_sizes must be a non-empty sequence of positive "
+                             f"integers; got {self.hidden_layer_sizes!r}")
+
+    # ---------------------------------------------------------------- fitting
+
+    def fit(self, X: Any, y: Any = None) -> BaseAutoencoder:
+        """Train on ``X`` (rows, or images of shape (n, H, W) / (n, C, H, W)).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or image-shaped
+        y : ignored for unsupervised models.
+
+        Returns
+        -------
+        self
+        """
+        self._validate_params()
+        self._check_hyperparameters()
+        X = self._validate_X(X, reset=True)
+        self._check_support(X)
+        device = resolve_device(self.device)
+        init_seed, noise_seed = np.random.SeedSequence(_seed(self.random_state)).generate_state(2)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(init_seed))
+            module = self._build(self.input_shape_)
+        self.module_ = module.to(device)
+        generator = torch.Generator(device=device).manual_seed(int(noise_seed))
+        x = torch.as_tensor(np.ascontiguousarray(X), device=device)
+        self._generator = generator
+        try:
+            fit_loop(self, x, self._labels_tensor(y, len(X), device), generator)
+        finally:
+            del self._generator
+        with torch.inference_mode():
+            self._after_fit(x)
+        return self
+
+    def _labels_tensor(self, y: Any, n: int, device: torch.device) -> Tensor | None:
+        """Unsupervised models ignore ``y``; conditional models override this."""
+        return None
+
+    # ------------------------------------------------------------- inference
+
+    def _device(self) -> torch.device:
+        return next(self.module_.parameters()).device
+
+    def _map_rows(self, X: np.ndarray, fn: Any, draws: int = 1) -> np.ndarray:
+        """Apply ``fn`` to chunks of rows under inference mode; concatenate as numpy."""
+        per_row = 4 * draws * (X.shape[1] * 4 + sum(self.hidden_layer_sizes) + 1)
+        chunk = max(1, min(len(X), EVAL_MEMORY_BUDGET // per_row))
+        device = self._device()
+        self.module_.eval()
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(X), chunk):
+                x = torch.as_tensor(X[start:start + chunk], device=device)
+                out.append(fn(x).float().cpu().numpy())
+        return np.concatenate(out)
+
+    def _eval_noise(self, n_draws: int | None = None) -> Tensor:
+        """Common random numbers ``(K, k)``: the same draws for every row, so a row's score
+        does not depend on which other rows are scored with it."""
+        seed = self.random_state if isinstance(self.random_state, numbers.Integral) else 0
+        g = torch.Generator().manual_seed(int(seed))
+        k = n_draws if n_draws is not None else self._n_eval_samples()
+        return torch.randn(k, self.n_components, generator=g).to(self._device())
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Codes of ``X``: the posterior mean (or the deterministic code), ``(n, k)``."""
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        return self._map_rows(X, self._encode)
+
+    def inverse_transform(self, X: Any) -> np.ndarray:
+        """Decoder means for codes ``X`` of shape ``(n, k)``, in the input's row shape."""
+        check_is_fitted(self)
+        Z = check_array(X, dtype=np.float32)
+        if Z.shape[1] != self.n_components:
+            raise ValueError(f"codes have {Z.shape[1]} columns, but {type(self).__name__} "
+                             f"has n_components={self.n_components}")
+        lik = self.module_.likelihood
+        X_hat = self._map_rows(Z, lambda z: lik.mean(self._decode(z)))
+        return X_hat.reshape(len(Z), *self.input_shape_)
+
+    def reconstruct(self, X: Any) -> np.ndarray:
+        """``inverse_transform(transform(X))``: decoder means at the codes of ``X``."""
+        return self.inverse_transform(self.transform(X))
+
+    def sample(self, n_samples: int = 1, random_state: Any = None) -> np.ndarray:
+        """Decoder means of ``n_samples`` draws from the prior, in the input's row shape.
+
+        ``random_state`` seeds the draws (a fresh seed when None).
+        """
+        check_is_fitted(self)
+        if not isinstance(n_samples, numbers.Integral) or n_samples < 1:
+            raise ValueError(f"n_samples must be a positive integer; got {n_samples!r}")
+        g = torch.Generator().manual_seed(_seed(random_state))
+        self.module_.eval()
+        with torch.inference_mode():
+            z = self._sample_latent(int(n_samples), g).to(self._device())    # (n, k)
+            x = self.module_.likelihood.mean(self._decode(z)).float().cpu().numpy()
+        return x.reshape(int(n_samples), *self.input_shape_)
+
+    def score_samples(self, X: Any) -> np.ndarray:
+        """log p(x) for each row, in nats (see the model's docstring for how it is estimated).
+
+        Bits per dimension are ``-score_samples(X) / (D * ln 2)``.
+        """
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        self._check_support(X)
+        eps = self._eval_noise()
+        return self._map_rows(X, lambda x: self._log_likelihood(x, eps), draws=len(eps))
+
+    def score(self, X: Any, y: Any = None) -> float:
+        """Mean log-likelihood of the rows of ``X`` in nats (larger is better)."""
+        return float(np.mean(self.score_samples(X)))
+
+    def elbo(self, X: Any) -> np.ndarray:
+        """The evidence lower bound on log p(x) for each row, in nats."""
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        self._check_support(X)
+        eps = self._eval_noise()
+        return self._map_rows(X, lambda x: self._elbo(x, eps), draws=len(eps))
+
+    def save(self, path: str) -> None:
+        """Write the fitted model to one safetensors file (weights + JSON metadata).
+
+        Read it back with :func:`aekit.load`; loading never unpickles anything.
+        """
+        from .io import save_model
+
+        save_model(self, path)
+
+    # ----------------------------------------------------- scikit-learn glue
+
+    @property
+    def _n_features_out(self) -> int:
+        return self.n_components
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        return tags
+
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        state.pop("_generator", None)   # only exists during fit; not picklable
+        return state

@@ -1,0 +1,258 @@
+"""The ``aekit`` command line: the Python API's parameters, one subcommand per task.
+
+User errors (a missing file, an unknown model or parameter, data a model cannot take)
+print one line, ``aekit: error: ...``, and exit with status 2: no traceback and no partial
+output file (every output is written to a temporary file and renamed at the end).
+Set ``AEKIT_DEBUG=1`` to see the traceback anyway.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+EXIT_USAGE = 2
+
+
+class UserError(Exception):
+    """An error the user can fix; printed as one line."""
+
+
+def _parse_value(text: str) -> Any:
+    """``--set`` values: Python literals (numbers, tuples, True, None) else plain strings."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def _read_config(path: str | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise UserError(f"config file {path!r} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"config file {path!r} is not valid TOML: {exc}") from None
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+
+
+def _model_params(args: argparse.Namespace) -> dict[str, Any]:
+    params = _read_config(args.config)
+    for item in args.set or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--set expects key=value; got {item!r}")
+        params[key.strip()] = _parse_value(value.strip())
+    return params
+
+
+def _make_model(name: str, params: dict[str, Any]) -> Any:
+    import aekit
+
+    model = aekit.get_model(name)
+    valid = model.get_params()
+    unknown = sorted(set(params) - set(valid))
+    if unknown:
+        raise UserError(f"unknown parameter(s) for {name}: {', '.join(unknown)}; "
+                        f"valid: {', '.join(sorted(valid))}")
+    return model.set_params(**params)
+
+
+def _load_data(source: str, split: str) -> tuple[np.ndarray, np.ndarray | None]:
+    from aekit import datasets
+
+    return datasets.load(source, split=split)
+
+
+def _write_npy(path: str, array: np.ndarray) -> None:
+    from aekit.io import atomic_write
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            np.save(f, array, allow_pickle=False)
+
+    atomic_write(path, write)
+
+
+def _check_output(path: str, suffix: str) -> None:
+    """Refuse a bad output path before any work is done."""
+    p = Path(path)
+    if p.suffix != suffix:
+        raise UserError(f"output {path!r} should end in {suffix}")
+    if not p.parent.exists():
+        raise UserError(f"output folder {str(p.parent)!r} does not exist")
+
+
+# ----------------------------------------------------------------- commands
+
+def cmd_models(args: argparse.Namespace) -> None:
+    import aekit
+
+    for name in aekit.list_models():
+        cls = aekit.get_model(name).__class__
+        summary = (cls.__doc__ or "").strip().splitlines()[0]
+        print(f"{name:14s} {cls.__name__:10s} {summary}")
+
+
+def cmd_datasets(args: argparse.Namespace) -> None:
+    from aekit import datasets
+
+    for name in datasets.list_datasets():
+        meta = datasets.info(name)
+        where = "built in" if not meta.files else (str(datasets.locate(name) or "download"))
+        print(f"{name:14s} {meta.description}  [{where}]")
+
+
+def cmd_fit(args: argparse.Namespace) -> None:
+    _check_output(args.output, ".safetensors")
+    params = _model_params(args)
+    params.setdefault("verbose", 0 if args.quiet else 1)
+    model = _make_model(args.model, params)
+    X, y = _load_data(args.data, args.split)
+    start = time.perf_counter()
+    model.fit(X, y)
+    model.save(args.output)
+    if not args.quiet:
+        last = model.history_["loss"][-1]
+        print(f"trained {type(model).__name__} on {len(X)} rows for {model.n_iter_} epochs in "
+              f"{time.perf_counter() - start:.1f} s (final loss {last:.4g}); wrote {args.output}")
+
+
+def cmd_transform(args: argparse.Namespace) -> None:
+    import aekit
+
+    _check_output(args.output, ".npy")
+    model = aekit.load(args.model_file)
+    X, _ = _load_data(args.data, args.split)
+    _write_npy(args.output, model.transform(X))
+
+
+def cmd_sample(args: argparse.Namespace) -> None:
+    import aekit
+
+    _check_output(args.output, ".npy")
+    if args.n_samples < 1:
+        raise UserError(f"-n must be a positive number of samples; got {args.n_samples}")
+    model = aekit.load(args.model_file)
+    _write_npy(args.output, model.sample(args.n_samples, random_state=args.seed))
+
+
+def cmd_score(args: argparse.Namespace) -> None:
+    import aekit
+    from aekit.metrics import bits_per_dim
+
+    model = aekit.load(args.model_file)
+    if args.n_importance_samples is not None and "n_importance_samples" in model.get_params():
+        model.set_params(n_importance_samples=args.n_importance_samples)
+    X, _ = _load_data(args.data, args.split)
+    ll = model.score_samples(X)
+    result = {
+        "model": type(model).__name__,
+        "data": args.data,
+        "split": args.split,
+        "n_samples": int(len(X)),
+        "log_likelihood": float(np.mean(ll)),
+        "log_likelihood_stderr": float(np.std(ll, ddof=1) / np.sqrt(len(ll))) if len(ll) > 1 else 0.0,
+        "bits_per_dim": float(bits_per_dim(np.mean(ll), X.shape[1])),
+        "elbo": float(np.mean(model.elbo(X))),
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"{result['model']} on {args.data} ({args.split}, {len(X)} rows): "
+              f"log p(x) = {result['log_likelihood']:.3f} +- {result['log_likelihood_stderr']:.3f} "
+              f"nats, {result['bits_per_dim']:.4f} bits/dim, ELBO {result['elbo']:.3f}")
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from aekit.demo import run_demo
+
+    run_demo(args.output_dir, max_iter=args.max_iter, quiet=args.quiet)
+
+
+# ------------------------------------------------------------------- parser
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aekit", description="Autoencoders for unsupervised learning, manifold learning, "
+        "generation and density estimation.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("models", help="list the registered models").set_defaults(func=cmd_models)
+    sub.add_parser("datasets", help="list the registered datasets and where they are"
+                   ).set_defaults(func=cmd_datasets)
+
+    def data_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--data", required=True, help="dataset name or file (.npy .npz .csv IDX)")
+        p.add_argument("--split", default="train", help="train, test or all (datasets only)")
+
+    p = sub.add_parser("fit", help="train a model and save it")
+    p.add_argument("model", help="model name, see 'aekit models'")
+    data_args(p)
+    p.add_argument("-o", "--output", required=True, help="model file to write (.safetensors)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="a model parameter")
+    p.add_argument("--config", help="TOML file of model parameters")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser("transform", help="write the codes of data to .npy")
+    p.add_argument("model_file")
+    data_args(p)
+    p.add_argument("-o", "--output", required=True, help=".npy file to write")
+    p.set_defaults(func=cmd_transform)
+
+    p = sub.add_parser("sample", help="write samples from the model to .npy")
+    p.add_argument("model_file")
+    p.add_argument("-n", "--n-samples", type=int, default=16)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("-o", "--output", required=True, help=".npy file to write")
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("score", help="log-likelihood of data in nats and bits/dim")
+    p.add_argument("model_file")
+    data_args(p)
+    p.add_argument("-k", "--n-importance-samples", type=int, default=None)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("demo", help="train a VAE and an AE on digits and compare with PCA")
+    p.add_argument("-o", "--output-dir", default="aekit-demo")
+    p.add_argument("--max-iter", type=int, default=150)
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except (UserError, ValueError, TypeError, FileNotFoundError, IsADirectoryError,
+            PermissionError, FloatingPointError, KeyError, NotImplementedError) as exc:
+        if os.environ.get("AEKIT_DEBUG"):
+            raise
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"aekit: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("aekit: interrupted", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,90 @@
+"""The deterministic autoencoder.
+
+Its loss is the negative log-likelihood of the chosen decoder distribution at the code,
+so ``likelihood="gaussian"`` trains with MSE (up to a constant and a factor 1/2) and
+``likelihood="bernoulli"`` with binary cross-entropy (Hinton & Salakhutdinov, "Reducing
+the Dimensionality of Data with Neural Networks", Science 2006). With
+``activation="identity"`` it is a linear autoencoder, which spans the PCA subspace.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .._registry import register
+from ..base import BaseAutoencoder
+from ..training import LossTerms
+
+
+@register("ae")
+class AE(BaseAutoencoder):
+    """Deterministic autoencoder for all four uses.
+
+    ``transform`` gives the code, ``inverse_transform`` decodes it, ``sample`` decodes
+    draws from a Gaussian fitted to the training codes (an AE has no prior of its own),
+    and ``score_samples`` is the decoder log-likelihood at the code, log p(x | z = f(x)).
+    That last one is **not** a density of x (it ignores how codes spread) and is larger
+    than any proper log-likelihood; use a VAE for density estimation. ``elbo`` returns
+    the same quantity.
+
+    Parameters
+    ----------
+    n_components : int, default=2
+    **kwargs
+        The parameters shared by every model; see :class:`aekit.base.BaseAutoencoder`.
+
+    Attributes
+    ----------
+    module_ : torch.nn.ModuleDict
+        ``encoder``, ``decoder``, ``likelihood`` and the buffers ``code_loc`` and
+        ``code_scale_tril`` of the Gaussian fitted to the training codes.
+    history_ : dict of str to list of float
+        Per-epoch ``loss``, ``recon``, ``time`` (and ``val_*`` with early stopping).
+    n_iter_ : int
+        Epochs run.
+    input_shape_ : tuple of int
+        Shape of one input row.
+
+    Examples
+    --------
+    >>> import aekit
+    >>> X, _ = aekit.datasets.load("digits")
+    >>> ae = aekit.AE(n_components=2, max_iter=2, random_state=0).fit(X)
+    >>> ae.transform(X[:5]).shape
+    (5, 2)
+    """
+
+    def __init__(self, n_components=2, **kwargs):
+        super().__init__(n_components, **kwargs)
+
+    def _build(self, input_shape: tuple[int, ...]) -> nn.Module:
+        module = super()._build(input_shape)
+        module.register_buffer("code_loc", torch.zeros(self.n_components))
+        module.register_buffer("code_scale_tril", torch.eye(self.n_components))
+        return module
+
+    def _encode(self, x: Tensor) -> Tensor:
+        return self.module_.encoder(x)                       # (B, k)
+
+    def _loss(self, x: Tensor, y: Tensor | None = None) -> LossTerms:
+        recon = -self._decode(self._encode(x)).log_prob(x)   # (B,)
+        return LossTerms(recon.mean(), {"recon": recon.mean()})
+
+    def _log_likelihood(self, x: Tensor, eps: Tensor) -> Tensor:
+        return self._decode(self._encode(x)).log_prob(x)     # (B,)
+
+    _elbo = _log_likelihood
+
+    def _after_fit(self, x: Tensor) -> None:
+        codes = torch.cat([self._encode(x[i:i + 4096]) for i in range(0, len(x), 4096)])
+        cov = torch.atleast_2d(torch.cov(codes.T.double()))                    # (k, k)
+        cov += 1e-6 * cov.diagonal().mean().clamp_min(1e-12) * torch.eye(len(cov), device=cov.device,
+                                                                           dtype=cov.dtype)
+        self.module_.code_loc.copy_(codes.mean(0))
+        self.module_.code_scale_tril.copy_(torch.linalg.cholesky(cov).float())
+
+    def _sample_latent(self, n_samples: int, generator: torch.Generator) -> Tensor:
+        eps = torch.randn(n_samples, self.n_components, generator=generator)   # (n, k)
+        loc, tril = self.module_.code_loc.cpu(), self.module_.code_scale_tril.cpu()
+        return loc + eps @ tril.T

@@ -1,0 +1,124 @@
+"""The variational autoencoder.
+
+Kingma & Welling, "Auto-Encoding Variational Bayes", 2013, arXiv:1312.6114; ``beta``
+as in Higgins et al., "beta-VAE", ICLR 2017. The loss is the negative ELBO,
+``-log p(x|z) + beta * KL(q(z|x) || N(0, I))``, with one reparameterised draw per row;
+``score_samples`` is the importance-sampled log-likelihood with the posterior as proposal
+(Burda et al., 2015, arXiv:1509.00519).
+"""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+
+import torch
+from sklearn.utils._param_validation import Interval
+from torch import Tensor, nn
+from torch.distributions import Distribution, Independent, Normal, kl_divergence
+
+from .._registry import register
+from ..base import BaseAutoencoder
+from ..distributions import diagonal_normal
+from ..metrics import log_mean_exp
+from ..training import LossTerms
+
+#: log-variance of q(z|x) is clamped to this range so exp() stays finite.
+LOG_VAR_RANGE = (-15.0, 15.0)
+
+
+@register("vae")
+class VAE(BaseAutoencoder):
+    """Variational autoencoder with a Gaussian posterior and an N(0, I) prior.
+
+    Parameters
+    ----------
+    n_components : int, default=2
+    beta : float, default=1.0
+        Weight of the KL term (1 is the ELBO; see BetaVAE for schedules).
+    n_importance_samples : int, default=100
+        K, the posterior draws per row used by ``score_samples`` (and by ``elbo`` to
+        average the reconstruction term). The draws are common random numbers: the same
+        for every row, so a row scores the same alone or in a batch.
+    **kwargs
+        The parameters shared by every model; see :class:`aekit.base.BaseAutoencoder`.
+
+    Attributes
+    ----------
+    module_ : torch.nn.ModuleDict
+        ``encoder`` (to 2k outputs: mean and log-variance), ``decoder``, ``likelihood``.
+    history_ : dict of str to list of float
+        Per-epoch ``loss`` (negative ELBO, nats per example), ``recon``, ``kl``, ``time``,
+        and ``val_*`` versions with early stopping.
+    n_iter_ : int
+    input_shape_ : tuple of int
+
+    Examples
+    --------
+    >>> import aekit
+    >>> X, _ = aekit.datasets.load("digits")
+    >>> vae = aekit.VAE(likelihood="bernoulli", max_iter=2, random_state=0).fit(X)
+    >>> vae.score_samples(X[:3]).shape
+    (3,)
+    """
+
+    _parameter_constraints = {
+        **BaseAutoencoder._parameter_constraints,
+        "beta": [Interval(Real, 0, None, closed="left")],
+        "n_importance_samples": [Interval(Integral, 1, None, closed="left")],
+    }
+
+    def __init__(self, n_components=2, *, beta=1.0, n_importance_samples=100, **kwargs):
+        super().__init__(n_components, **kwargs)
+        self.beta = beta
+        self.n_importance_samples = n_importance_samples
+
+    @property
+    def _encoder_outputs(self) -> int:
+        return 2 * self.n_components
+
+    def _build(self, input_shape: tuple[int, ...]) -> nn.Module:
+        module = super()._build(input_shape)
+        module.register_buffer("prior_loc", torch.zeros(self.n_components))
+        module.register_buffer("prior_scale", torch.ones(self.n_components))
+        return module
+
+    def _posterior(self, x: Tensor) -> Distribution:
+        loc, log_var = self.module_.encoder(x).chunk(2, dim=-1)            # (B, k) each
+        return diagonal_normal(loc, log_var.clamp(*LOG_VAR_RANGE))
+
+    def _prior(self) -> Distribution:
+        return Independent(Normal(self.module_.prior_loc, self.module_.prior_scale,
+                                  validate_args=False), 1)
+
+    def _encode(self, x: Tensor) -> Tensor:
+        return self._posterior(x).mean                                      # (B, k)
+
+    def _loss(self, x: Tensor, y: Tensor | None = None) -> LossTerms:
+        q = self._posterior(x)                                              # (B, k)
+        loc, scale = q.base_dist.loc, q.base_dist.scale
+        z = loc + scale * self._randn(*loc.shape)                           # (B, k)
+        recon = -self._decode(z).log_prob(x)                                # (B,)
+        kl = kl_divergence(q, self._prior())                                # (B,)
+        total = (recon + self.beta * kl).mean()
+        return LossTerms(total, {"recon": recon.mean(), "kl": kl.mean()})
+
+    def _log_weights(self, x: Tensor, eps: Tensor) -> Tensor:
+        """log p(x, z_k) - log q(z_k | x) for z_k = mu + sigma * eps_k: shape (K, B)."""
+        q = self._posterior(x)                                              # (B, k)
+        z = q.base_dist.loc + q.base_dist.scale * eps[:, None, :]           # (K, B, k)
+        return self._decode(z).log_prob(x) + self._prior().log_prob(z) - q.log_prob(z)
+
+    def _log_likelihood(self, x: Tensor, eps: Tensor) -> Tensor:
+        return log_mean_exp(self._log_weights(x, eps), dim=0)               # (B,)
+
+    def _elbo(self, x: Tensor, eps: Tensor) -> Tensor:
+        q = self._posterior(x)                                              # (B, k)
+        z = q.base_dist.loc + q.base_dist.scale * eps[:, None, :]           # (K, B, k)
+        recon = self._decode(z).log_prob(x).mean(0)                         # (B,)
+        return recon - kl_divergence(q, self._prior())                      # (B,)
+
+    def _sample_latent(self, n_samples: int, generator: torch.Generator) -> Tensor:
+        return torch.randn(n_samples, self.n_components, generator=generator)
+
+    def _n_eval_samples(self) -> int:
+        return self.n_importance_samples
