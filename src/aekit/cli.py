@@ -168,7 +168,8 @@ def cmd_score(args: argparse.Namespace) -> None:
         "split": args.split,
         "n_samples": int(len(X)),
         "log_likelihood": float(np.mean(ll)),
-        "log_likelihood_stderr": float(np.std(ll, ddof=1) / np.sqrt(len(ll))) if len(ll) > 1 else 0.0,
+        "log_likelihood_stderr": float(np.std(ll, ddof=1) / np.sqrt(len(ll)))
+        if len(ll) > 1 else 0.0,
         "bits_per_dim": float(bits_per_dim(np.mean(ll), X.shape[1])),
         "elbo": float(np.mean(model.elbo(X))),
     }

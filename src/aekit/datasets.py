@@ -237,7 +237,7 @@ def download(name: str, remote: RemoteFile, folder: Path) -> Path:
     for base in INFO[name].urls:
         url = base + remote.name
         try:
-            def fetch(tmp: str) -> None:
+            def fetch(tmp: str, url: str = url) -> None:
                 with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as out:
                     shutil.copyfileobj(response, out)
                 if not verify(Path(tmp), remote):

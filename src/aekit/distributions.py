@@ -113,7 +113,7 @@ class ContinuousBernoulliLikelihood(Likelihood):
 
 @LIKELIHOODS.register("gaussian")
 class GaussianLikelihood(Likelihood):
-    """Normal(mu, sigma) with sigma fixed to ``scale``: MSE / (2 sigma^2) + D log(sigma sqrt(2 pi))."""
+    """Normal(mu, sigma), sigma fixed to ``scale``: MSE / (2 sigma^2) + D log(sigma sqrt(2 pi))."""
 
     def base_distribution(self, params: Tensor) -> Distribution:
         return Normal(params, self.scale, validate_args=False)

@@ -104,7 +104,13 @@ def _evaluate(est: BaseAutoencoder, x: Tensor, y: Tensor | None) -> dict[str, fl
 def _progress(est: BaseAutoencoder):
     if not est.verbose:
         return nullcontext(None)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("{task.fields[status]}"), TimeRemainingColumn(), transient=False)
@@ -148,7 +154,8 @@ def fit_loop(est: BaseAutoencoder, x: Tensor, y: Tensor | None,
             if current < best - est.tol:
                 best, stall = current, 0
                 if x_val is not None:
-                    best_state = {k: v.detach().clone() for k, v in est.module_.state_dict().items()}
+                    best_state = {k: v.detach().clone()
+                                  for k, v in est.module_.state_dict().items()}
             else:
                 stall += 1
             if bar is not None:

@@ -79,8 +79,8 @@ class AE(BaseAutoencoder):
     def _after_fit(self, x: Tensor) -> None:
         codes = torch.cat([self._encode(x[i:i + 4096]) for i in range(0, len(x), 4096)])
         cov = torch.atleast_2d(torch.cov(codes.T.double()))                    # (k, k)
-        cov += 1e-6 * cov.diagonal().mean().clamp_min(1e-12) * torch.eye(len(cov), device=cov.device,
-                                                                           dtype=cov.dtype)
+        jitter = 1e-6 * cov.diagonal().mean().clamp_min(1e-12)
+        cov += jitter * torch.eye(len(cov), device=cov.device, dtype=cov.dtype)
         self.module_.code_loc.copy_(codes.mean(0))
         self.module_.code_scale_tril.copy_(torch.linalg.cholesky(cov).float())
 
