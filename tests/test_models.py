@@ -173,8 +173,8 @@ def test_training_stops_when_the_loss_stalls_without_early_stopping(digits):
 
 def test_divergence_is_reported_with_its_likely_causes():
     X = np.full((20, 64), 1e19, dtype=np.float32)
-    with pytest.raises(FloatingPointError, match="diverged at epoch 1.*learning_rate"):
-        aekit.AE(**SMALL).fit(X)
+    with pytest.raises(FloatingPointError, match="diverged at epoch 1, step 1.*learning_rate"):
+        aekit.AE(on_nan="raise", **SMALL).fit(X)
 
 
 @pytest.mark.parametrize("shape", [(8, 8), (1, 8, 8), (5, 7)])

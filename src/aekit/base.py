@@ -24,6 +24,7 @@ import inspect
 import math
 import numbers
 from numbers import Integral, Real
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,7 +38,15 @@ from torch.distributions import Distribution
 
 from .distributions import LIKELIHOODS, get_likelihood
 from .nn import ACTIVATIONS, ARCHITECTURES, build_decoder, build_encoder
-from .training import LossTerms, default_optimizer, fit_loop, resolve_device
+from .training import (
+    ON_NAN,
+    PRECISIONS,
+    LossTerms,
+    autocast,
+    default_optimizer,
+    fit_loop,
+    resolve_device,
+)
 
 #: rough bytes one evaluation chunk may use; sets how many rows are scored at once.
 EVAL_MEMORY_BUDGET = 256 * 2**20
@@ -93,6 +102,14 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         1 shows a progress bar; 2 also prints every epoch.
     device : str, default="auto"
         "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
+    precision : {"32", "bf16-mixed", "16-mixed"}, default="32"
+        "bf16-mixed" / "16-mixed" run the networks' matrix work under autocast (fp16 with
+        a gradient scaler) while weights, likelihoods, KL terms and reductions stay float32.
+    on_nan : {"restore", "raise", "skip_batch"}, default="restore"
+        What a non-finite training loss does. "restore": stop, restore the weights of the
+        last finished epoch and warn (ConvergenceWarning) naming likely causes; "raise":
+        raise :class:`aekit.training.DivergenceError`; "skip_batch": skip that minibatch's
+        update and go on (an epoch with no usable minibatch stops as "restore" does).
     """
 
     _parameter_constraints: dict = {
@@ -112,13 +129,15 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "device": [str],
+        "precision": [StrOptions(set(PRECISIONS))],
+        "on_nan": [StrOptions(set(ON_NAN))],
     }
 
     def __init__(self, n_components=2, *, hidden_layer_sizes=(256, 128), activation="relu",
                  likelihood="gaussian", likelihood_scale=1.0, architecture="auto",
                  max_iter=100, batch_size=128, learning_rate=1e-3, early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=10, tol=1e-4, random_state=None,
-                 verbose=0, device="auto"):
+                 verbose=0, device="auto", precision="32", on_nan="restore"):
         self.n_components = n_components
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -135,6 +154,8 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         self.random_state = random_state
         self.verbose = verbose
         self.device = device
+        self.precision = precision
+        self.on_nan = on_nan
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Let a model declare only its own parameters plus ``**kwargs``.
@@ -203,12 +224,26 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         return default_optimizer(self.module_.parameters(), self.learning_rate)
 
     def _train_step(self, x: Tensor, y: Tensor | None, optimizer: Any) -> dict[str, Tensor]:
-        """One optimisation step on a minibatch; returns the detached terms to log."""
+        """One optimisation step on a minibatch; returns the detached terms to log.
+
+        Contract for overrides: a non-finite ``"loss"`` must come with no update applied;
+        the loop then acts on ``on_nan``.
+        """
         optimizer.zero_grad(set_to_none=True)
-        out = self._loss(x, y)
-        out.total.backward()
-        optimizer.step()
-        return {"loss": out.total.detach(), **{k: v.detach() for k, v in out.terms.items()}}
+        with autocast(self.precision, x.device):
+            out = self._loss(x, y)
+        terms = {"loss": out.total.detach(), **{k: v.detach() for k, v in out.terms.items()}}
+        if not torch.isfinite(terms["loss"]):
+            return terms
+        scaler = getattr(self, "_scaler", None)
+        if scaler is None:
+            out.total.backward()
+            optimizer.step()
+        else:
+            scaler.scale(out.total).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        return terms
 
     def _randn(self, *shape: int) -> Tensor:
         """Standard normal noise from the training generator (only valid inside ``fit``)."""
@@ -246,13 +281,22 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
 
     # ---------------------------------------------------------------- fitting
 
-    def fit(self, X: Any, y: Any = None) -> BaseAutoencoder:
+    def fit(self, X: Any, y: Any = None, *, checkpoint_dir: str | None = None,
+            checkpoint_every: int = 1, resume: bool = False) -> BaseAutoencoder:
         """Train on ``X`` (rows, or images of shape (n, H, W) / (n, C, H, W)).
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features) or image-shaped
         y : ignored for unsupervised models.
+        checkpoint_dir : str, optional
+            Folder for ``checkpoint.safetensors``, written every ``checkpoint_every``
+            epochs and at the end (atomically; safetensors + JSON, no pickle).
+        checkpoint_every : int, default=1
+        resume : bool, default=False
+            Continue from the checkpoint in ``checkpoint_dir`` (start afresh when there is
+            none). On CPU the result is bit-identical to an uninterrupted run. A checkpoint
+            of another model, other parameters or other data is refused.
 
         Returns
         -------
@@ -260,21 +304,34 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         """
         self._validate_params()
         self._check_hyperparameters()
+        if not isinstance(checkpoint_every, numbers.Integral) or checkpoint_every < 1:
+            raise ValueError(f"checkpoint_every must be a positive integer; "
+                             f"got {checkpoint_every!r}")
+        if resume and checkpoint_dir is None:
+            raise ValueError("resume=True needs the checkpoint_dir to resume from")
+        if checkpoint_dir is not None:
+            Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
         X = self._validate_X(X, reset=True)
         self._check_support(X)
         device = resolve_device(self.device)
-        init_seed, noise_seed = np.random.SeedSequence(_seed(self.random_state)).generate_state(2)
+        seeds = np.random.SeedSequence(_seed(self.random_state)).generate_state(3)
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(init_seed))
+            torch.manual_seed(int(seeds[0]))
             module = self._build(self.input_shape_)
         self.module_ = module.to(device)
-        generator = torch.Generator(device=device).manual_seed(int(noise_seed))
+        noise = torch.Generator(device=device).manual_seed(int(seeds[1]))
+        split = torch.Generator(device=device).manual_seed(int(seeds[2]))
         x = torch.as_tensor(np.ascontiguousarray(X), device=device)
-        self._generator = generator
+        self._generator = noise
+        if self.precision == "16-mixed":
+            self._scaler = torch.amp.GradScaler(device.type)
         try:
-            fit_loop(self, x, self._labels_tensor(y, len(X), device), generator)
+            fit_loop(self, x, self._labels_tensor(y, len(X), device), noise, split,
+                     checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
+                     resume=resume)
         finally:
             del self._generator
+            self.__dict__.pop("_scaler", None)
         with torch.inference_mode():
             self._after_fit(x)
         return self
@@ -295,7 +352,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         device = self._device()
         self.module_.eval()
         out = []
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(self.precision, device):
             for start in range(0, len(X), chunk):
                 x = torch.as_tensor(X[start:start + chunk], device=device)
                 out.append(fn(x).float().cpu().numpy())
@@ -390,5 +447,6 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
 
     def __getstate__(self) -> dict:
         state = super().__getstate__()
-        state.pop("_generator", None)   # only exists during fit; not picklable
+        state.pop("_generator", None)   # these two only exist during fit
+        state.pop("_scaler", None)
         return state

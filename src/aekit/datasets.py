@@ -16,9 +16,11 @@ from __future__ import annotations
 import csv
 import gzip
 import hashlib
+import http.client
 import os
 import shutil
 import urllib.request
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -221,7 +223,7 @@ def verify(path: Path, remote: RemoteFile) -> bool:
     if remote.content_sha256:
         try:
             return _sha256_of(path, decompress=remote.name.endswith(".gz")) == remote.content_sha256
-        except (OSError, EOFError, gzip.BadGzipFile):
+        except (OSError, EOFError, gzip.BadGzipFile, zlib.error):
             return False
     return False
 
@@ -245,7 +247,7 @@ def download(name: str, remote: RemoteFile, folder: Path) -> Path:
 
             atomic_write(folder / remote.name, fetch)
             return folder / remote.name
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, http.client.HTTPException) as exc:
             errors.append(f"{url}: {exc}")
     where = ", ".join(str(p) for p in search_path(name)[:-1])
     raise FileNotFoundError(
@@ -261,7 +263,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     try:
         with opener(path, "rb") as f:
             data = f.read()
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise ValueError(f"cannot read IDX file {str(path)!r}: {exc}") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
         raise ValueError(f"{str(path)!r} is not an IDX file (bad magic number)")
@@ -341,6 +343,8 @@ def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
         [float(v) for v in rows[0]]
     except ValueError:
         header, rows = [h.strip().lower() for h in rows[0]], rows[1:]
+        if not rows:
+            raise ValueError(f"{str(path)!r} has a header but no data rows") from None
     lengths = sorted({len(r) for r in rows} | ({len(header)} if header else set()))
     if len(lengths) > 1:
         raise ValueError(f"{str(path)!r} has rows of different lengths ({lengths}); every row "

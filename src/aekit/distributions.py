@@ -66,6 +66,7 @@ class Likelihood(nn.Module):
         raise NotImplementedError
 
     def forward(self, params: Tensor) -> Distribution:
+        params = params.float()   # likelihoods stay float32 under mixed precision
         if self.n_params > 1:
             params = params.unflatten(-1, (self.n_features, self.n_params))  # (..., D, P)
         return Independent(self.base_distribution(params), 1)

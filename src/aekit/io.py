@@ -13,7 +13,7 @@ import hashlib
 import json
 import math
 import os
-import tempfile
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -40,10 +40,14 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
         raise IsADirectoryError(f"output path {str(path)!r} is a directory; give a file name")
     if not path.parent.exists():
         raise FileNotFoundError(f"output folder {str(path.parent)!r} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    # not tempfile.mkstemp, whose files are private (0600): the output gets the mode that
+    # the umask gives any new file, even where ``write`` recreates tmp (safetensors does)
+    tmp = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp")
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    mode = os.stat(tmp).st_mode
     try:
         write(tmp)
+        os.chmod(tmp, mode)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -2,7 +2,8 @@
 
 Every model trains here. A model supplies ``_loss(x, y)`` (and, for adversarial models,
 ``_configure_optimizers`` / ``_train_step``); the loop owns the device, the seeded
-minibatch order, early stopping, progress display and ``history_``.
+minibatch order, mixed precision, non-finite-loss handling, early stopping, checkpoints,
+progress display and ``history_``.
 
 Data stays where it is: the whole array is one tensor on the device and a minibatch is
 an index slice of it (``x[perm[i:i + B]]``), with the permutation drawn from the
@@ -13,15 +14,22 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
+from sklearn.exceptions import ConvergenceWarning
 from torch import Tensor
+
+from .checkpoint import LoopState, load_checkpoint, save_checkpoint
 
 if TYPE_CHECKING:
     from .base import BaseAutoencoder
+
+PRECISIONS = ("32", "bf16-mixed", "16-mixed")
+ON_NAN = ("restore", "raise", "skip_batch")
 
 
 @dataclass
@@ -40,6 +48,10 @@ class LossTerms:
     terms: dict[str, Tensor] = field(default_factory=dict)
 
 
+class DivergenceError(FloatingPointError):
+    """Training produced a non-finite loss (raised with ``on_nan="raise"``)."""
+
+
 def resolve_device(device: str) -> torch.device:
     """"auto" -> CUDA when available, else CPU; an unavailable CUDA request is refused."""
     if device == "auto":
@@ -47,7 +59,18 @@ def resolve_device(device: str) -> torch.device:
     if str(device).startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} was requested but CUDA is not available; "
                          "use device='cpu' or device='auto'")
-    return torch.device(device)
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu' or 'cuda'") from None
+
+
+def autocast(precision: str, device: torch.device):
+    """The autocast context for ``precision``: matrix work in bf16/fp16, weights in fp32."""
+    if precision == "32":
+        return nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16-mixed" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def default_optimizer(params: Any, learning_rate: float) -> torch.optim.Optimizer:
@@ -75,27 +98,43 @@ def _split(est: BaseAutoencoder, x: Tensor, y: Tensor | None, generator: torch.G
     return x[tr], None if y is None else y[tr], x[va], None if y is None else y[va]
 
 
-def _train_epoch(est: BaseAutoencoder, x: Tensor, y: Tensor | None,
-                 optimizer: Any, generator: torch.Generator) -> dict[str, float]:
+def _train_epoch(est: BaseAutoencoder, x: Tensor, y: Tensor | None, optimizer: Any,
+                 generator: torch.Generator) -> tuple[dict[str, float], tuple[int, float] | None]:
+    """One pass over ``x``. Returns the mean terms, and ``(step, loss)`` of a non-finite
+    loss that must stop training (None when the epoch went through)."""
     n = x.shape[0]
     batch_size = min(est.batch_size, n)
     perm = torch.randperm(n, generator=generator, device=generator.device)
     sums: dict[str, Tensor] = {}
-    for start in range(0, n, batch_size):
+    seen, skipped, bad = 0, 0, None
+    for step, start in enumerate(range(0, n, batch_size), start=1):
         idx = perm[start:start + batch_size]
         terms = est._train_step(x[idx], None if y is None else y[idx], optimizer)
+        if not torch.isfinite(terms["loss"]):
+            bad = (step, float(terms["loss"]))
+            if est.on_nan != "skip_batch":
+                return {}, bad
+            skipped += 1
+            continue
+        seen += len(idx)
         for name, value in terms.items():
             sums[name] = sums[name] + value * len(idx) if name in sums else value * len(idx)
-    return {name: float(total) / n for name, total in sums.items()}
+    if seen == 0:
+        return {}, bad
+    row = {name: float(total) / seen for name, total in sums.items()}
+    if est.on_nan == "skip_batch":
+        row["skipped_batches"] = float(skipped)
+    return row, None
 
 
 @torch.no_grad()
 def _evaluate(est: BaseAutoencoder, x: Tensor, y: Tensor | None) -> dict[str, float]:
-    n = x.shape[0]
+    n, chunk = x.shape[0], max(est.batch_size, 1024)
     sums: dict[str, float] = {}
-    for start in range(0, n, max(est.batch_size, 1024)):
-        xb = x[start:start + max(est.batch_size, 1024)]
-        out = est._loss(xb, None if y is None else y[start:start + len(xb)])
+    for start in range(0, n, chunk):
+        xb = x[start:start + chunk]
+        with autocast(est.precision, xb.device):
+            out = est._loss(xb, None if y is None else y[start:start + len(xb)])
         for name, value in {"loss": out.total, **out.terms}.items():
             sums[name] = sums.get(name, 0.0) + float(value) * len(xb)
     return {name: total / n for name, total in sums.items()}
@@ -116,58 +155,94 @@ def _progress(est: BaseAutoencoder):
                     TextColumn("{task.fields[status]}"), TimeRemainingColumn(), transient=False)
 
 
-def fit_loop(est: BaseAutoencoder, x: Tensor, y: Tensor | None,
-             generator: torch.Generator) -> None:
+def _divergence_message(est: BaseAutoencoder, epoch: int, where: str, value: float) -> str:
+    return (f"{type(est).__name__} training diverged at epoch {epoch}, {where}: the loss is "
+            f"{value}. Likely causes: learning_rate too high (now {est.learning_rate:g}; try "
+            "10x lower), unscaled input (scale features to [0, 1] or standardise them), or a "
+            f"likelihood that does not fit the data (now {est.likelihood!r}).")
+
+
+def _snapshot(module: torch.nn.Module) -> dict[str, Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def fit_loop(est: BaseAutoencoder, x: Tensor, y: Tensor | None, noise: torch.Generator,
+             split: torch.Generator, *, checkpoint_dir: str | None = None,
+             checkpoint_every: int = 1, resume: bool = False) -> None:
     """Train ``est.module_`` on the device-resident rows ``x`` (and labels ``y``).
 
     Sets ``history_`` (a dict of per-epoch lists: ``loss`` and each logged term, their
     ``val_`` versions when early stopping, and ``time`` in seconds), ``n_iter_`` and
     ``best_loss_``. With ``early_stopping`` the weights of the best validation epoch are kept.
+
+    ``noise`` drives minibatch order and the model's noise; ``split`` only draws the
+    validation split, so a resumed run draws the same one. With ``checkpoint_dir`` the
+    state is saved every ``checkpoint_every`` epochs and at the end; ``resume`` continues
+    from the checkpoint there (and starts afresh when there is none).
     """
-    x_train, y_train, x_val, y_val = _split(est, x, y, generator)
-    optimizer = est._configure_optimizers()
+    x_train, y_train, x_val, y_val = _split(est, x, y, split)
+    configured = est._configure_optimizers()
+    optimizers = list(configured) if isinstance(configured, (list, tuple)) else [configured]
+    state = LoopState()
+    if resume and checkpoint_dir is not None:
+        state = load_checkpoint(checkpoint_dir, est, x, optimizers, noise) or state
     monitor = "val_loss" if x_val is not None else "loss"
-    history: dict[str, list[float]] = {}
-    best, stall, best_state = math.inf, 0, None
+    last_good = _snapshot(est.module_)
     name = type(est).__name__
 
+    def checkpoint() -> None:
+        if checkpoint_dir is not None:
+            save_checkpoint(checkpoint_dir, est, x, optimizers, noise, state)
+
     with _progress(est) as bar:
-        task = bar.add_task(name, total=est.max_iter, status="") if bar is not None else None
-        for epoch in range(1, est.max_iter + 1):
-            start = time.perf_counter()
+        task = None
+        if bar is not None:
+            task = bar.add_task(name, total=est.max_iter, completed=state.epoch, status="")
+        while not state.stopped and state.epoch < est.max_iter:
+            epoch, start = state.epoch + 1, time.perf_counter()
             est.module_.train()
-            row = _train_epoch(est, x_train, y_train, optimizer, generator)
-            if x_val is not None:
+            row, bad = _train_epoch(est, x_train, y_train, configured, noise)
+            if bad is None and x_val is not None:
                 est.module_.eval()
                 row.update({f"val_{k}": v for k, v in _evaluate(est, x_val, y_val).items()})
+                if not math.isfinite(row["val_loss"]):
+                    bad = (0, row["val_loss"])
+            if bad is not None:
+                where = f"step {bad[0]}" if bad[0] else "on the validation rows"
+                message = _divergence_message(est, epoch, where, bad[1])
+                if est.on_nan == "raise":
+                    raise DivergenceError(message)
+                est.module_.load_state_dict(last_good)
+                warnings.warn(message + f" Stopped and restored the weights of epoch "
+                              f"{state.epoch}.", ConvergenceWarning, stacklevel=3)
+                state.stopped = True
+                break
             row["time"] = time.perf_counter() - start
             for key, value in row.items():
-                history.setdefault(key, []).append(value)
+                state.history.setdefault(key, []).append(value)
 
             current = row[monitor]
-            if not math.isfinite(current):
-                raise FloatingPointError(
-                    f"{name} training diverged at epoch {epoch}: {monitor} is {current}. "
-                    "Likely causes: learning_rate too high (try 10x lower), unscaled input "
-                    "(scale features to [0, 1] or standardise them), or a likelihood that does "
-                    "not fit the data.")
-            if current < best - est.tol:
-                best, stall = current, 0
+            if current < state.best - est.tol:
+                state.best, state.stall = current, 0
                 if x_val is not None:
-                    best_state = {k: v.detach().clone()
-                                  for k, v in est.module_.state_dict().items()}
+                    state.best_state = _snapshot(est.module_)
             else:
-                stall += 1
+                state.stall += 1
+            state.epoch = epoch
+            state.stopped = state.stall >= est.n_iter_no_change
+            last_good = _snapshot(est.module_)
             if bar is not None:
                 bar.update(task, advance=1, status=f"{monitor} {current:.4g}")
             if est.verbose >= 2:
                 print(f"{name} epoch {epoch}: " + ", ".join(f"{k} {v:.4g}" for k, v in row.items()))
-            if stall >= est.n_iter_no_change:
-                break
+            if state.stopped or epoch % checkpoint_every == 0 or epoch == est.max_iter:
+                checkpoint()
+        if bar is not None:
+            bar.update(task, total=max(state.epoch, 1), completed=state.epoch)
 
-    if best_state is not None:
-        est.module_.load_state_dict(best_state)
+    if state.best_state is not None:
+        est.module_.load_state_dict(state.best_state)
     est.module_.eval()
-    est.history_ = history
-    est.n_iter_ = epoch
-    est.best_loss_ = best
+    est.history_ = state.history
+    est.n_iter_ = state.epoch
+    est.best_loss_ = state.best

@@ -83,7 +83,7 @@ class VAE(BaseAutoencoder):
         return module
 
     def _posterior(self, x: Tensor) -> Distribution:
-        loc, log_var = self.module_.encoder(x).chunk(2, dim=-1)            # (B, k) each
+        loc, log_var = self.module_.encoder(x).float().chunk(2, dim=-1)    # (B, k) each
         return diagonal_normal(loc, log_var.clamp(*LOG_VAR_RANGE))
 
     def _prior(self) -> Distribution:

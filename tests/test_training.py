@@ -1,0 +1,129 @@
+"""The training loop: non-finite losses, checkpoints and resume, mixed precision."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn.exceptions import ConvergenceWarning
+
+import aekit
+from aekit.checkpoint import CHECKPOINT_NAME, checkpoint_weights
+
+from .conftest import SMALL
+
+
+def _weights(model):
+    return {k: v.clone() for k, v in model.module_.state_dict().items()}
+
+
+def _assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def _history_without_time(model):
+    return {k: v for k, v in model.history_.items() if k != "time"}
+
+
+def test_exploding_learning_rate_stops_restores_finite_weights_and_explains(digits):
+    X, _ = digits
+    model = aekit.AE(learning_rate=1e12, **{**SMALL, "max_iter": 20})
+    with pytest.warns(ConvergenceWarning, match=r"diverged at epoch \d+, step \d+.*learning_rate"):
+        model.fit(X)
+    assert all(torch.isfinite(v).all() for v in model.module_.state_dict().values())
+    assert model.n_iter_ < 20
+    assert np.all(np.isfinite(model.transform(X[:5])))
+
+
+def test_on_nan_raise_raises_at_the_step():
+    X = np.full((20, 64), 1e19, dtype=np.float32)
+    with pytest.raises(aekit.training.DivergenceError, match="epoch 1, step 1"):
+        aekit.AE(on_nan="raise", **SMALL).fit(X)
+
+
+def test_on_nan_skip_batch_skips_only_the_bad_minibatches(digits):
+    X, _ = digits
+    X = X[:256].copy()
+    X[0] = 1e19            # one poisoned row: only its minibatch has an infinite loss
+    model = aekit.AE(on_nan="skip_batch", **{**SMALL, "max_iter": 3, "batch_size": 32})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.fit(X)
+    assert model.history_["skipped_batches"] == [1.0, 1.0, 1.0]
+    assert np.all(np.isfinite(model.history_["loss"]))
+
+
+@pytest.mark.parametrize("early_stopping", [False, True])
+def test_resume_is_bit_identical_to_an_uninterrupted_run(digits, tmp_path, early_stopping):
+    X, _ = digits
+    params = dict(SMALL, early_stopping=early_stopping, n_iter_no_change=50)
+    full = aekit.VAE(**{**params, "max_iter": 6}).fit(X, checkpoint_dir=tmp_path / "full")
+    # "interrupted" after 3 epochs, then resumed to 6 in a new estimator
+    aekit.VAE(**{**params, "max_iter": 3}).fit(X, checkpoint_dir=tmp_path / "run")
+    resumed = aekit.VAE(**{**params, "max_iter": 6}).fit(X, checkpoint_dir=tmp_path / "run",
+                                                         resume=True)
+    _assert_same_weights(_weights(full), _weights(resumed))
+    assert _history_without_time(full) == _history_without_time(resumed)
+    assert resumed.n_iter_ == 6 and len(resumed.history_["time"]) == 6
+
+
+def test_checkpoint_holds_the_weights_of_the_last_epoch(digits, tmp_path):
+    X, _ = digits
+    model = aekit.AE(**SMALL).fit(X, checkpoint_dir=tmp_path, checkpoint_every=2)
+    saved = checkpoint_weights(tmp_path)
+    for name, tensor in model.module_.state_dict().items():
+        if not name.startswith("code_"):   # set after training, not part of the loop state
+            np.testing.assert_array_equal(saved[name], tensor.numpy())
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_resume_without_a_checkpoint_starts_afresh(digits, tmp_path):
+    X, _ = digits
+    a = aekit.AE(**SMALL).fit(X, checkpoint_dir=tmp_path / "new", resume=True)
+    b = aekit.AE(**SMALL).fit(X)
+    _assert_same_weights(_weights(a), _weights(b))
+
+
+@pytest.mark.parametrize("change", ["params", "data", "model"])
+def test_a_checkpoint_of_another_run_is_refused(digits, tmp_path, change):
+    X, _ = digits
+    aekit.AE(**SMALL).fit(X, checkpoint_dir=tmp_path)
+    other = {"params": (aekit.AE(n_components=3, **SMALL), X, "parameters n_components differ"),
+             "data": (aekit.AE(**SMALL), X[:-1], "n_samples"),
+             "model": (aekit.VAE(**SMALL), X, "class")}[change]
+    with pytest.raises(ValueError, match=f"belongs to another run.*{other[2]}"):
+        other[0].fit(other[1], checkpoint_dir=tmp_path, resume=True)
+
+
+def test_a_corrupt_checkpoint_is_refused(digits, tmp_path):
+    X, _ = digits
+    (tmp_path / CHECKPOINT_NAME).write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable aekit checkpoint"):
+        aekit.AE(**SMALL).fit(X, checkpoint_dir=tmp_path, resume=True)
+
+
+def test_resume_needs_a_checkpoint_dir(digits):
+    with pytest.raises(ValueError, match="checkpoint_dir"):
+        aekit.AE(**SMALL).fit(digits[0], resume=True)
+
+
+@pytest.mark.parametrize("precision", ["bf16-mixed", "16-mixed"])
+def test_mixed_precision_trains_like_float32(digits, digits_test, precision):
+    X, _ = digits
+    X_test, _ = digits_test
+    params = dict(SMALL, likelihood="bernoulli", max_iter=15, n_importance_samples=8)
+    fp32 = aekit.VAE(**params).fit(X)
+    mixed = aekit.VAE(precision=precision, **params).fit(X)
+    assert mixed.module_.encoder[0].weight.dtype == torch.float32
+    assert mixed.history_["loss"][-1] == pytest.approx(fp32.history_["loss"][-1], rel=0.03)
+    assert mixed.score(X_test) == pytest.approx(fp32.score(X_test), rel=0.03)
+    assert mixed.score_samples(X_test[:4]).dtype == np.float32
+
+
+def test_precision_is_saved_with_the_model(digits, tmp_path):
+    X, _ = digits
+    model = aekit.AE(precision="bf16-mixed", **SMALL).fit(X)
+    model.save(tmp_path / "m.safetensors")
+    assert aekit.load(tmp_path / "m.safetensors").precision == "bf16-mixed"
