@@ -14,6 +14,13 @@ hook                       contract
 ``_sample_latent(n, g)``   ``n`` latent draws from the model's prior, ``(n, k)``
 =========================  ==================================================================
 
+Optional hooks: ``_labels_tensor`` (models that use ``y``), ``_pretrain(x, y)`` (runs once
+before the loop, e.g. greedy layer-wise pretraining), ``_on_epoch_start(epoch)`` (e.g. a KL
+schedule; must depend only on ``epoch`` so a resumed run matches), ``_on_epoch_end(epoch,
+x)`` (extra per-epoch numbers for ``history_``), ``_after_fit(x)``, and for models with
+several optimizers ``_configure_optimizers`` / ``_train_step``. Class attribute
+``_expected_failed_checks`` maps scikit-learn check names to the reason a check cannot pass.
+
 Rows are flat inside: image input ``(n, H, W)`` or ``(n, C, H, W)`` is validated, flattened
 to ``(n, D)`` and its shape kept in ``input_shape_``; outputs in data space get it back.
 """
@@ -220,6 +227,20 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     def _after_fit(self, x: Tensor) -> None:
         """Called once after training with the training rows (on the device)."""
 
+    def _pretrain(self, x: Tensor, y: Tensor | None) -> None:
+        """Called once after ``_build`` and before the training loop."""
+
+    def _on_epoch_start(self, epoch: int) -> None:
+        """Called by the loop before each epoch (1-based)."""
+
+    def _on_epoch_end(self, epoch: int, x: Tensor) -> dict[str, Any]:
+        """Extra numbers (floats or lists of floats) for this epoch's ``history_`` row;
+        ``x`` are the training rows."""
+        return {}
+
+    #: scikit-learn estimator checks this model cannot pass, with the reason.
+    _expected_failed_checks: dict[str, str] = {}
+
     def _configure_optimizers(self) -> torch.optim.Optimizer:
         return default_optimizer(self.module_.parameters(), self.learning_rate)
 
@@ -325,8 +346,10 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         self._generator = noise
         if self.precision == "16-mixed":
             self._scaler = torch.amp.GradScaler(device.type)
+        y_tensor = self._labels_tensor(y, len(X), device)
         try:
-            fit_loop(self, x, self._labels_tensor(y, len(X), device), noise, split,
+            self._pretrain(x, y_tensor)
+            fit_loop(self, x, y_tensor, noise, split,
                      checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
                      resume=resume)
         finally:
@@ -345,8 +368,10 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     def _device(self) -> torch.device:
         return next(self.module_.parameters()).device
 
-    def _map_rows(self, X: np.ndarray, fn: Any, draws: int = 1) -> np.ndarray:
-        """Apply ``fn`` to chunks of rows under inference mode; concatenate as numpy."""
+    def _map_rows(self, X: np.ndarray, fn: Any, draws: int = 1,
+                  others: tuple[np.ndarray, ...] = ()) -> np.ndarray:
+        """Apply ``fn(x, *others)`` to chunks of rows under inference mode; concatenate as
+        numpy. ``others`` are arrays aligned with ``X`` (e.g. labels), chunked alongside."""
         per_row = 4 * draws * (X.shape[1] * 4 + sum(self.hidden_layer_sizes) + 1)
         chunk = max(1, min(len(X), EVAL_MEMORY_BUDGET // per_row))
         device = self._device()
@@ -355,7 +380,8 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         with torch.inference_mode(), autocast(self.precision, device):
             for start in range(0, len(X), chunk):
                 x = torch.as_tensor(X[start:start + chunk], device=device)
-                out.append(fn(x).float().cpu().numpy())
+                rest = [torch.as_tensor(o[start:start + chunk], device=device) for o in others]
+                out.append(fn(x, *rest).float().cpu().numpy())
         return np.concatenate(out)
 
     def _eval_noise(self, n_draws: int | None = None) -> Tensor:

@@ -200,6 +200,7 @@ def fit_loop(est: BaseAutoencoder, x: Tensor, y: Tensor | None, noise: torch.Gen
             task = bar.add_task(name, total=est.max_iter, completed=state.epoch, status="")
         while not state.stopped and state.epoch < est.max_iter:
             epoch, start = state.epoch + 1, time.perf_counter()
+            est._on_epoch_start(epoch)
             est.module_.train()
             row, bad = _train_epoch(est, x_train, y_train, configured, noise)
             if bad is None and x_val is not None:
@@ -218,6 +219,9 @@ def fit_loop(est: BaseAutoencoder, x: Tensor, y: Tensor | None, noise: torch.Gen
                 state.stopped = True
                 break
             row["time"] = time.perf_counter() - start
+            est.module_.eval()
+            with torch.no_grad():
+                row.update(est._on_epoch_end(epoch, x_train))
             for key, value in row.items():
                 state.history.setdefault(key, []).append(value)
 
@@ -234,7 +238,8 @@ def fit_loop(est: BaseAutoencoder, x: Tensor, y: Tensor | None, noise: torch.Gen
             if bar is not None:
                 bar.update(task, advance=1, status=f"{monitor} {current:.4g}")
             if est.verbose >= 2:
-                print(f"{name} epoch {epoch}: " + ", ".join(f"{k} {v:.4g}" for k, v in row.items()))
+                print(f"{name} epoch {epoch}: " + ", ".join(
+                    f"{k} {v:.4g}" for k, v in row.items() if isinstance(v, float)))
             if state.stopped or epoch % checkpoint_every == 0 or epoch == est.max_iter:
                 checkpoint()
         if bar is not None:
