@@ -102,10 +102,18 @@ class VAE(BaseAutoencoder):
         total = (recon + self.beta * kl).mean()
         return LossTerms(total, {"recon": recon.mean(), "kl": kl.mean()})
 
+    @staticmethod
+    def _reparameterize(q: Distribution, eps: Tensor) -> Tensor:
+        """z = mu + sigma * eps for q(z|x) of batch (B,): eps (K, k) is shared by all rows
+        (common random numbers), eps (K, B, k) is per row; returns (K, B, k)."""
+        if eps.dim() == 2:
+            eps = eps[:, None, :]
+        return q.base_dist.loc + q.base_dist.scale * eps
+
     def _log_weights(self, x: Tensor, eps: Tensor) -> Tensor:
         """log p(x, z_k) - log q(z_k | x) for z_k = mu + sigma * eps_k: shape (K, B)."""
         q = self._posterior(x)                                              # (B, k)
-        z = q.base_dist.loc + q.base_dist.scale * eps[:, None, :]           # (K, B, k)
+        z = self._reparameterize(q, eps)                                    # (K, B, k)
         return self._decode(z).log_prob(x) + self._prior().log_prob(z) - q.log_prob(z)
 
     def _log_likelihood(self, x: Tensor, eps: Tensor) -> Tensor:
@@ -113,7 +121,7 @@ class VAE(BaseAutoencoder):
 
     def _elbo(self, x: Tensor, eps: Tensor) -> Tensor:
         q = self._posterior(x)                                              # (B, k)
-        z = q.base_dist.loc + q.base_dist.scale * eps[:, None, :]           # (K, B, k)
+        z = self._reparameterize(q, eps)                                    # (K, B, k)
         recon = self._decode(z).log_prob(x).mean(0)                         # (B,)
         return recon - kl_divergence(q, self._prior())                      # (B,)
 
