@@ -222,3 +222,21 @@ def test_registry():
 def test_log_mean_exp_is_stable():
     big = torch.tensor([1000.0, 1000.0 + math.log(3.0)])
     assert log_mean_exp(big).item() == pytest.approx(1000.0 + math.log(2.0))
+
+
+def test_a_refused_fit_leaves_the_model_unfitted(digits):
+    from sklearn.exceptions import NotFittedError
+
+    X, _ = digits
+    model = aekit.VAE(likelihood="bernoulli", **SMALL)
+    with pytest.raises(ValueError, match="bernoulli"):
+        model.fit(X - 1.0)
+    with pytest.raises(NotFittedError):
+        model.transform(X)
+
+
+def test_wrong_image_shape_names_both_shapes(digits):
+    X, _ = digits
+    model = aekit.AE(**SMALL).fit(X[:64].reshape(64, 8, 8))
+    with pytest.raises(ValueError, match=r"rows of shape \(4, 16\).*fitted on rows of shape \(8, 8\)"):
+        model.transform(X[:4].reshape(4, 4, 16))

@@ -275,6 +275,13 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
 
     def _validate_X(self, X: Any, *, reset: bool) -> np.ndarray:
         """float32 rows ``(n, D)``; sets ``input_shape_`` and ``n_features_in_`` on reset."""
+        shape = getattr(X, "shape", None)
+        if (not reset and shape is not None and len(shape) >= 2 and hasattr(self, "input_shape_")
+                and (len(shape) > 2 or len(self.input_shape_) > 1)
+                and tuple(shape[1:]) != tuple(self.input_shape_)):
+            raise ValueError(f"X has rows of shape {tuple(shape[1:])}, but "
+                             f"{type(self).__name__} was fitted on rows of shape "
+                             f"{tuple(self.input_shape_)}")
         X = validate_data(self, X, reset=reset, dtype=np.float32, allow_nd=True,
                           ensure_min_samples=2 if reset else 1)
         if X.ndim > 4:
@@ -332,9 +339,16 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             raise ValueError("resume=True needs the checkpoint_dir to resume from")
         if checkpoint_dir is not None:
             Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
-        X = self._validate_X(X, reset=True)
-        self._check_support(X)
-        device = resolve_device(self.device)
+        for attr in [a for a in vars(self) if a.endswith("_") and not a.startswith("_")]:
+            delattr(self, attr)     # a refit starts clean; a refused fit leaves it unfitted
+        try:
+            X = self._validate_X(X, reset=True)
+            self._check_support(X)
+            device = resolve_device(self.device)
+        except BaseException:
+            for attr in ("n_features_in_", "feature_names_in_", "input_shape_"):
+                self.__dict__.pop(attr, None)
+            raise
         seeds = np.random.SeedSequence(_seed(self.random_state)).generate_state(3)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(seeds[0]))
@@ -461,6 +475,9 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         save_model(self, path)
 
     # ----------------------------------------------------- scikit-learn glue
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return "module_" in self.__dict__ and "n_iter_" in self.__dict__
 
     @property
     def _n_features_out(self) -> int:

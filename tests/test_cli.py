@@ -1,0 +1,287 @@
+"""The command line, run in-process through ``aekit.cli.main`` (and once as ``python -m aekit``).
+
+A user error must exit with status 2 and one ``aekit: error:`` line, no traceback, and
+must leave no output file behind, not even a temporary one.
+"""
+
+import contextlib
+import gzip
+import io
+import json
+import math
+import os
+import re
+import stat
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import aekit
+from aekit.cli import main
+
+
+@pytest.fixture(autouse=True)
+def no_debug(monkeypatch, tmp_path):
+    monkeypatch.delenv("AEKIT_DEBUG", raising=False)
+    monkeypatch.setenv("AEKIT_CACHE", str(tmp_path / "cache"))
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def files_in(folder):
+    """Every entry of ``folder``, hidden temporary files included."""
+    return sorted(os.listdir(folder))
+
+
+FIT_VAE = ["--set", "n_components=2", "--set", "max_iter=3", "--set", "hidden_layer_sizes=(16,)"]
+
+
+@pytest.fixture(scope="module")
+def vae_file(tmp_path_factory):
+    """A VAE fitted on digits by ``aekit fit ... -q``: (path, exit code, stdout)."""
+    path = tmp_path_factory.mktemp("fit") / "vae.safetensors"
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["fit", "vae", "--data", "digits", "-o", str(path), *FIT_VAE, "-q"])
+    return path, code, out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """Input files for the error cases; the tests check none of them is changed."""
+    folder = tmp_path_factory.mktemp("inputs")
+    rng = np.random.default_rng(0)
+    np.save(folder / "negative.npy", -rng.random((20, 4)).astype(np.float32))
+    np.save(folder / "five.npy", rng.random((20, 5)).astype(np.float32))
+    (folder / "random.safetensors").write_bytes(rng.integers(0, 256, 300, np.uint8).tobytes())
+    (folder / "bad.toml").write_text("n_components = \n")
+    (folder / "header.csv").write_text("a,b,label\n")
+    gz = gzip.compress(bytes([0, 0, 8, 2, 0, 0, 0, 50, 0, 0, 0, 20]) + bytes(1000))
+    (folder / "broken-ubyte.gz").write_bytes(
+        gz[:10] + rng.integers(0, 256, len(gz), np.uint8).tobytes())
+    five, _ = aekit.datasets.load(folder / "five.npy")
+    aekit.AE(hidden_layer_sizes=(8,), max_iter=1, random_state=0).fit(five).save(
+        str(folder / "five.safetensors"))
+    return folder
+
+
+# ---------------------------------------------------------------- listing
+
+def test_models_lists_ae_and_vae(capsys):
+    code, out, _ = run(capsys, "models")
+    assert code == 0
+    names = [line.split()[0] for line in out.splitlines()]
+    assert {"ae", "vae"} <= set(names)
+    assert names == aekit.list_models()
+
+
+def test_datasets_lists_digits(capsys):
+    code, out, _ = run(capsys, "datasets")
+    assert code == 0
+    lines = {line.split()[0]: line for line in out.splitlines()}
+    assert {"digits", "mnist", "fashion-mnist"} <= set(lines)
+    assert "[built in]" in lines["digits"]
+
+
+# -------------------------------------------------------------------- fit
+
+def test_fit_writes_a_model_that_aekit_load_reads(vae_file):
+    path, code, out = vae_file
+    assert code == 0
+    assert out == ""                                      # -q: no summary
+    assert files_in(path.parent) == ["vae.safetensors"]   # no temporary file left
+    model = aekit.load(path)
+    assert isinstance(model, aekit.VAE)
+    params = model.get_params()
+    assert params["n_components"] == 2
+    assert params["max_iter"] == 3 and model.n_iter_ == 3
+    assert params["hidden_layer_sizes"] == (16,)
+    assert model.n_features_in_ == 64
+
+
+def test_fit_with_toml_config(capsys, tmp_path):
+    config = tmp_path / "vae.toml"
+    config.write_text('n_components = 3\nmax_iter = 5\nhidden_layer_sizes = [16, 8]\n'
+                      'likelihood = "bernoulli"\nrandom_state = 1\n')
+    path = tmp_path / "vae.safetensors"
+    code, out, err = run(capsys, "fit", "vae", "--data", "digits", "--split", "test", "-o", path,
+                         "--config", config, "--set", "max_iter=2", "--set", "verbose=0")
+    assert code == 0, err
+    assert "trained VAE on 360 rows for 2 epochs" in out and str(path) in out
+    model = aekit.load(path)
+    params = model.get_params()
+    assert params["n_components"] == 3
+    assert params["hidden_layer_sizes"] == (16, 8)
+    assert params["likelihood"] == "bernoulli"
+    assert params["random_state"] == 1
+    assert params["max_iter"] == 2 and model.n_iter_ == 2   # --set wins over the file
+    assert model.transform(aekit.datasets.load("digits", split="test")[0][:4]).shape == (4, 3)
+
+
+# ----------------------------------------------- transform, sample, score
+
+def test_transform_writes_the_codes(capsys, vae_file, tmp_path):
+    path = vae_file[0]
+    code, out, err = run(capsys, "transform", path, "--data", "digits", "--split", "test",
+                         "-o", tmp_path / "z.npy")
+    assert (code, out, err) == (0, "", "")
+    Z = np.load(tmp_path / "z.npy")
+    assert Z.shape == (360, 2) and Z.dtype == np.float32
+    assert np.isfinite(Z).all()
+    X_test, _ = aekit.datasets.load("digits", split="test")
+    np.testing.assert_allclose(Z, aekit.load(path).transform(X_test), rtol=1e-5, atol=1e-6)
+    assert files_in(tmp_path) == ["z.npy"]
+
+
+def test_sample_writes_n_samples(capsys, vae_file, tmp_path):
+    for name in ("a.npy", "b.npy"):
+        code, _, err = run(capsys, "sample", vae_file[0], "-n", 5, "--seed", 3,
+                           "-o", tmp_path / name)
+        assert code == 0, err
+    samples = np.load(tmp_path / "a.npy")
+    assert samples.shape == (5, 64)
+    assert np.isfinite(samples).all()
+    np.testing.assert_array_equal(samples, np.load(tmp_path / "b.npy"))   # same seed
+
+
+def test_score_json(capsys, vae_file):
+    code, out, err = run(capsys, "score", vae_file[0], "--data", "digits", "--split", "test",
+                         "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert {"log_likelihood", "bits_per_dim", "elbo"} <= set(result)
+    assert result["n_samples"] == 360 and result["split"] == "test"
+    for key in ("log_likelihood", "log_likelihood_stderr", "bits_per_dim", "elbo"):
+        assert math.isfinite(result[key]), key
+    assert result["bits_per_dim"] == pytest.approx(
+        -result["log_likelihood"] / (64 * math.log(2)), rel=1e-5)
+    X_test, _ = aekit.datasets.load("digits", split="test")
+    assert result["log_likelihood"] == pytest.approx(aekit.load(vae_file[0]).score(X_test),
+                                                     rel=1e-4)
+
+
+def test_score_text(capsys, vae_file):
+    code, out, _ = run(capsys, "score", vae_file[0], "--data", "digits", "--split", "test")
+    assert code == 0
+    assert "VAE on digits (test, 360 rows)" in out and "bits/dim" in out
+
+
+def test_outputs_get_the_usual_file_mode(capsys, inputs, tmp_path):
+    """Model and .npy files are shared like any other file, not private to their owner."""
+    old = os.umask(0o022)
+    try:
+        code, _, err = run(capsys, "fit", "ae", "--data", inputs / "five.npy", "-o",
+                           tmp_path / "m.safetensors", "--set", "max_iter=1",
+                           "--set", "hidden_layer_sizes=(4,)", "-q")
+        assert code == 0, err
+        code, _, err = run(capsys, "sample", tmp_path / "m.safetensors", "-n", 2,
+                           "-o", tmp_path / "s.npy")
+        assert code == 0, err
+        (tmp_path / "reference").write_bytes(b"")
+    finally:
+        os.umask(old)
+    modes = {name: stat.S_IMODE(os.stat(tmp_path / name).st_mode)
+             for name in ("reference", "m.safetensors", "s.npy")}
+    assert modes == dict.fromkeys(modes, 0o644)
+
+
+# ----------------------------------------------------------------- errors
+
+#: (id, argv with {i} the inputs folder and {o} the (empty) output folder, message fragment)
+ERRORS = [
+    ("unknown-model", "fit nope --data digits -o {o}/m.safetensors", "unknown model 'nope'"),
+    ("unknown-parameter", "fit vae --data digits -o {o}/m.safetensors --set bogus=1",
+     r"unknown parameter\(s\) for vae: bogus"),
+    ("invalid-value", "fit vae --data digits -o {o}/m.safetensors --set likelihood=nope",
+     "'likelihood' parameter of VAE.*'nope'"),
+    ("set-without-value", "fit vae --data digits -o {o}/m.safetensors --set max_iter",
+     "--set expects key=value"),
+    ("bad-toml", "fit vae --data digits -o {o}/m.safetensors --config {i}/bad.toml",
+     "not valid TOML"),
+    ("missing-config", "fit vae --data digits -o {o}/m.safetensors --config {i}/none.toml",
+     "config file .* does not exist"),
+    ("missing-data", "fit vae --data {i}/missing.npy -o {o}/m.safetensors",
+     "missing.npy' is neither a registered dataset"),
+    ("data-outside-support",
+     "fit vae --data {i}/negative.npy -o {o}/m.safetensors --set likelihood=bernoulli",
+     r"likelihood='bernoulli' models values in \[0, 1\]"),
+    ("header-only-csv", "fit vae --data {i}/header.csv -o {o}/m.safetensors",
+     "has a header but no data rows"),
+    ("corrupt-idx-gz", "fit vae --data {i}/broken-ubyte.gz -o {o}/m.safetensors",
+     "cannot read IDX file"),
+    ("unknown-split", "fit vae --data digits --split dev -o {o}/m.safetensors",
+     "unknown split 'dev'"),
+    ("missing-model-transform", "transform {i}/none.safetensors --data digits -o {o}/z.npy",
+     "model file .*none.safetensors' does not exist"),
+    ("missing-model-sample", "sample {i}/none.safetensors -o {o}/s.npy",
+     "model file .*none.safetensors' does not exist"),
+    ("missing-model-score", "score {i}/none.safetensors --data digits",
+     "model file .*none.safetensors' does not exist"),
+    ("not-safetensors-transform", "transform {i}/random.safetensors --data digits -o {o}/z.npy",
+     "is not a safetensors model file"),
+    ("not-safetensors-score", "score {i}/random.safetensors --data digits",
+     "is not a safetensors model file"),
+    ("wrong-feature-count", "transform {i}/five.safetensors --data digits -o {o}/z.npy",
+     "64 features.*expecting 5"),
+    ("wrong-feature-count-score", "score {i}/five.safetensors --data digits",
+     "64 features.*expecting 5"),
+    ("no-samples", "sample {i}/five.safetensors -n 0 -o {o}/s.npy", "-n must be a positive"),
+    ("missing-output-folder", "fit ae --data digits -o {o}/nodir/m.safetensors",
+     "output folder .*nodir' does not exist"),
+    ("wrong-output-suffix", "transform {i}/five.safetensors --data {i}/five.npy -o {o}/z.csv",
+     r"should end in \.npy"),
+]
+
+
+@pytest.mark.parametrize("argv, match", [pytest.param(a, m, id=i) for i, a, m in ERRORS])
+def test_user_errors(capsys, inputs, tmp_path, argv, match):
+    before = files_in(inputs)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    code, out, err = run(capsys, *argv.format(i=inputs, o=out_dir).split())
+    assert code == 2
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("aekit: error: "), err
+    assert re.search(match, lines[0]), lines[0]
+    assert out == ""
+    assert files_in(out_dir) == []
+    assert files_in(inputs) == before
+
+
+def test_failed_command_keeps_the_previous_output(capsys, inputs, tmp_path):
+    previous = tmp_path / "z.npy"
+    np.save(previous, np.arange(3))
+    code, _, err = run(capsys, "transform", inputs / "five.safetensors", "--data", "digits",
+                       "-o", previous)
+    assert code == 2 and err.startswith("aekit: error:")
+    np.testing.assert_array_equal(np.load(previous), np.arange(3))
+    assert files_in(tmp_path) == ["z.npy"]
+
+
+def test_debug_mode_shows_the_traceback(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("AEKIT_DEBUG", "1")
+    with pytest.raises(ValueError, match="unknown model 'nope'"):
+        main(["fit", "nope", "--data", "digits", "-o", str(tmp_path / "m.safetensors")])
+
+
+def test_python_dash_m_entry_point(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "AEKIT_DEBUG"}
+    ok = subprocess.run([sys.executable, "-m", "aekit", "models"], capture_output=True,
+                        text=True, env=env, cwd=tmp_path, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    assert {"ae", "vae"} <= {line.split()[0] for line in ok.stdout.splitlines()}
+
+    bad = subprocess.run([sys.executable, "-m", "aekit", "transform", "none.safetensors",
+                          "--data", "digits", "-o", "z.npy"], capture_output=True, text=True,
+                         env=env, cwd=tmp_path, timeout=120)
+    assert bad.returncode == 2
+    assert "Traceback" not in bad.stderr
+    assert bad.stderr.startswith("aekit: error: model file 'none.safetensors' does not exist")
+    assert files_in(tmp_path) == []
