@@ -14,6 +14,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -123,15 +124,21 @@ def cmd_fit(args: argparse.Namespace) -> None:
     _check_output(args.output, ".safetensors")
     params = _model_params(args)
     params.setdefault("verbose", 0 if args.quiet else 1)
+    if args.precision is not None:
+        params["precision"] = args.precision
+    if args.resume and args.checkpoint_dir is None:
+        raise UserError("--resume needs --checkpoint-dir (the folder of the run to resume)")
     model = _make_model(args.model, params)
     X, y = _load_data(args.data, args.split)
     start = time.perf_counter()
-    model.fit(X, y)
+    model.fit(X, y, checkpoint_dir=args.checkpoint_dir, checkpoint_every=args.checkpoint_every,
+              resume=args.resume)
     model.save(args.output)
     if not args.quiet:
-        last = model.history_["loss"][-1]
+        losses = model.history_.get("loss") or [float("nan")]
         print(f"trained {type(model).__name__} on {len(X)} rows for {model.n_iter_} epochs in "
-              f"{time.perf_counter() - start:.1f} s (final loss {last:.4g}); wrote {args.output}")
+              f"{time.perf_counter() - start:.1f} s (final loss {losses[-1]:.4g}); "
+              f"wrote {args.output}")
 
 
 def cmd_transform(args: argparse.Namespace) -> None:
@@ -209,6 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="model file to write (.safetensors)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="a model parameter")
     p.add_argument("--config", help="TOML file of model parameters")
+    p.add_argument("--precision", choices=["32", "bf16-mixed", "16-mixed"],
+                   help="same as --set precision=...")
+    p.add_argument("--checkpoint-dir", help="save the training state here (atomically)")
+    p.add_argument("--checkpoint-every", type=int, default=1, metavar="EPOCHS")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run saved in --checkpoint-dir")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=cmd_fit)
 
@@ -244,6 +257,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    show = warnings.showwarning
+    warnings.showwarning = _one_line_warning
     try:
         args.func(args)
     except (UserError, ValueError, TypeError, FileNotFoundError, IsADirectoryError,
@@ -256,4 +271,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("aekit: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.showwarning = show
     return 0
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"aekit: warning: {message}", file=sys.stderr)
