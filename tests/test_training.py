@@ -127,3 +127,32 @@ def test_precision_is_saved_with_the_model(digits, tmp_path):
     model = aekit.AE(precision="bf16-mixed", **SMALL).fit(X)
     model.save(tmp_path / "m.safetensors")
     assert aekit.load(tmp_path / "m.safetensors").precision == "bf16-mixed"
+
+
+def test_compiled_and_eager_give_the_same_loss_on_the_same_batch(digits):
+    X, _ = digits
+    model = aekit.VAE(likelihood="bernoulli", **{**SMALL, "max_iter": 1}).fit(X)
+    x = torch.as_tensor(X[:64])
+    losses = []
+    for use_compile in (False, True):
+        model._generator = torch.Generator().manual_seed(0)   # the same noise for both
+        fn = aekit.training.compiled(model._loss, "the loss") if use_compile else model._loss
+        with warnings.catch_warnings():
+            warnings.filterwarnings("error", message="compile=True")   # no silent fallback
+            losses.append(fn(x).total.item())
+    del model._generator
+    assert losses[1] == pytest.approx(losses[0], rel=1e-5)
+
+
+def test_compile_falls_back_to_eager_with_a_warning(digits, monkeypatch):
+    def broken(fn, **kwargs):
+        def fail(*args):
+            raise RuntimeError("no C++ compiler found")
+        return fail
+
+    monkeypatch.setattr(torch, "compile", broken)
+    X, _ = digits
+    with pytest.warns(RuntimeWarning, match="compiling the training loss failed.*C\\+\\+"):
+        model = aekit.AE(compile=True, **SMALL).fit(X)
+    reference = aekit.AE(**SMALL).fit(X)
+    _assert_same_weights(_weights(model), _weights(reference))

@@ -73,6 +73,34 @@ def autocast(precision: str, device: torch.device):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def compiled(fn: Any, what: str) -> Any:
+    """``torch.compile(fn)``, falling back to ``fn`` with a warning where compiling fails
+    (no compiler toolchain, unsupported platform or Python). A compiled call that fails is
+    run again eagerly, and the eager version is used from then on."""
+    try:
+        fast = torch.compile(fn)
+    except Exception as exc:    # torch raises several types for an unusable compiler
+        warnings.warn(f"compile=True: torch.compile is unavailable here ({exc}); "
+                      f"running {what} eagerly", RuntimeWarning, stacklevel=3)
+        return fn
+    state = {"fast": fast}
+
+    def run(*args: Any) -> Any:
+        if state["fast"] is None:
+            return fn(*args)
+        try:
+            return state["fast"](*args)
+        except Exception as exc:
+            state["fast"] = None
+            result = fn(*args)      # a genuine error raises here again, without the warning
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            warnings.warn(f"compile=True: compiling {what} failed ({first}); running it "
+                          "eagerly", RuntimeWarning, stacklevel=2)
+            return result
+
+    return run
+
+
 def default_optimizer(params: Any, learning_rate: float) -> torch.optim.Optimizer:
     """Adam, fused into one kernel per step where the build supports it (much faster on CPU)."""
     params = list(params)
@@ -134,7 +162,8 @@ def _evaluate(est: BaseAutoencoder, x: Tensor, y: Tensor | None) -> dict[str, fl
     for start in range(0, n, chunk):
         xb = x[start:start + chunk]
         with autocast(est.precision, xb.device):
-            out = est._loss(xb, None if y is None else y[start:start + len(xb)])
+            loss_fn = est.__dict__.get("_compiled_loss", est._loss)
+            out = loss_fn(xb, None if y is None else y[start:start + len(xb)])
         for name, value in {"loss": out.total, **out.terms}.items():
             sums[name] = sums.get(name, 0.0) + float(value) * len(xb)
     return {name: total / n for name, total in sums.items()}
