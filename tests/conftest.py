@@ -1,7 +1,12 @@
 import numpy as np
 import pytest
+import torch
 
 import aekit
+
+# The test models are tiny: one thread is faster for them, and it keeps the suite steady
+# when other work shares the machine's two cores.
+torch.set_num_threads(1)
 
 #: small networks and few epochs: the tests check behaviour, not quality.
 SMALL = dict(hidden_layer_sizes=(32,), max_iter=5, batch_size=64, random_state=0)

@@ -11,12 +11,39 @@ from . import datasets, distributions, metrics
 from ._registry import get_model, list_models, register
 from .base import BaseAutoencoder
 from .io import load
-from .models import AE, VAE
+from .models import (
+    AAE,
+    AE,
+    CVAE,
+    IWAE,
+    M2,
+    VAE,
+    VQVAE,
+    WAE,
+    BetaVAE,
+    ContractiveAE,
+    DenoisingAE,
+    SparseAE,
+    StackedAE,
+    VampPriorVAE,
+)
 from .training import LossTerms
 
 __all__ = [
+    "AAE",
     "AE",
+    "CVAE",
+    "IWAE",
+    "M2",
     "VAE",
+    "VQVAE",
+    "WAE",
+    "BetaVAE",
+    "ContractiveAE",
+    "DenoisingAE",
+    "SparseAE",
+    "StackedAE",
+    "VampPriorVAE",
     "BaseAutoencoder",
     "LossTerms",
     "datasets",

@@ -43,6 +43,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
+from . import distributed
 from .distributions import LIKELIHOODS, get_likelihood
 from .nn import ACTIVATIONS, ARCHITECTURES, build_decoder, build_encoder
 from .training import (
@@ -175,7 +176,8 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         """Let a model declare only its own parameters plus ``**kwargs``.
 
         scikit-learn reads parameters from the ``__init__`` signature, so the full one
-        (the model's own, then the shared ones) is set as ``__init__.__signature__``.
+        (the model's own, then its parent's, which already include the shared ones) is
+        set as ``__init__.__signature__``.
         """
         super().__init_subclass__(**kwargs)
         init = cls.__dict__.get("__init__")
@@ -184,9 +186,11 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         own = inspect.signature(init).parameters
         if not any(p.kind is p.VAR_KEYWORD for p in own.values()):
             return
-        base = inspect.signature(BaseAutoencoder.__init__).parameters
+        parent = next(b for b in cls.__mro__[1:] if "__init__" in b.__dict__)
+        base = inspect.signature(parent.__init__).parameters
         params = [p for p in own.values() if p.kind is not p.VAR_KEYWORD]
-        params += [p for name, p in base.items() if name != "self" and name not in own]
+        params += [p for name, p in base.items()
+                   if name != "self" and name not in own and name not in cls._excluded_params]
         init.__signature__ = inspect.Signature(params)
 
     # ------------------------------------------------------------------ hooks
@@ -245,11 +249,28 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         ``x`` are the training rows."""
         return {}
 
+    #: whether ``score_samples`` is a log-density of x (False for deterministic codes,
+    #: where it is the decoder log-likelihood at the code).
+    _score_is_density: bool = True
+
+    #: parameters of the parent class that this model does not have.
+    _excluded_params: tuple[str, ...] = ()
+
     #: scikit-learn estimator checks this model cannot pass, with the reason.
     _expected_failed_checks: dict[str, str] = {}
 
     def _configure_optimizers(self) -> torch.optim.Optimizer:
         return default_optimizer(self.module_.parameters(), self.learning_rate)
+
+    def _forward_loss(self, x: Tensor, y: Tensor | None) -> tuple[Tensor, LossTerms]:
+        """(the scalar to backpropagate, the loss terms to log), through DDP and
+        ``torch.compile`` when they are active."""
+        ddp = self.__dict__.get("_ddp")
+        if ddp is not None:
+            to_minimise, total, terms = ddp(x, y)
+            return to_minimise, LossTerms(total, terms)
+        out = self.__dict__.get("_compiled_loss", self._loss)(x, y)
+        return out.total, out
 
     def _train_step(self, x: Tensor, y: Tensor | None, optimizer: Any) -> dict[str, Tensor]:
         """One optimisation step on a minibatch; returns the detached terms to log.
@@ -259,16 +280,17 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         """
         optimizer.zero_grad(set_to_none=True)
         with autocast(self.precision, x.device):
-            out = self.__dict__.get("_compiled_loss", self._loss)(x, y)
+            to_minimise, out = self._forward_loss(x, y)
         terms = {"loss": out.total.detach(), **{k: v.detach() for k, v in out.terms.items()}}
-        if not torch.isfinite(terms["loss"]):
+        if not distributed.all_finite(out.total, self.__dict__.get("_world", distributed.World())):
+            terms["loss"] = terms["loss"] * float("nan")   # non-finite on some rank: all skip
             return terms
         scaler = getattr(self, "_scaler", None)
         if scaler is None:
-            out.total.backward()
+            to_minimise.backward()
             optimizer.step()
         else:
-            scaler.scale(out.total).backward()
+            scaler.scale(to_minimise).backward()
             scaler.step(optimizer)
             scaler.update()
         return terms
@@ -351,7 +373,9 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         try:
             X = self._validate_X(X, reset=True)
             self._check_support(X)
-            device = resolve_device(self.device)
+            device = distributed.local_device(resolve_device(self.device))
+            world = distributed.setup(device)
+            self._check_distributed(world)
         except BaseException:
             for attr in ("n_features_in_", "feature_names_in_", "input_shape_"):
                 self.__dict__.pop(attr, None)
@@ -369,6 +393,12 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             self._scaler = torch.amp.GradScaler(device.type)
         if self.compile:
             self._compiled_loss = compiled(self._loss, "the training loss")
+        self._world = world
+        if world.size > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            device_ids = [device] if device.type == "cuda" else None
+            self._ddp = DistributedDataParallel(distributed.LossModule(self), device_ids=device_ids)
         y_tensor = self._labels_tensor(y, len(X), device)
         try:
             self._pretrain(x, y_tensor)
@@ -378,10 +408,22 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         finally:
             del self._generator
             self.__dict__.pop("_scaler", None)
-            self.__dict__.pop("_compiled_loss", None)
+            for attr in ("_compiled_loss", "_world", "_ddp"):
+                self.__dict__.pop(attr, None)
         with torch.inference_mode():
             self._after_fit(x)
         return self
+
+    def _check_distributed(self, world: distributed.World) -> None:
+        if world.size == 1:
+            return
+        if type(self)._train_step is not BaseAutoencoder._train_step:
+            raise NotImplementedError(f"{type(self).__name__} trains with its own step (several "
+                                      "optimizers) and does not support DDP yet; run it in one "
+                                      "process")
+        if self.batch_size < world.size:
+            raise ValueError(f"batch_size={self.batch_size} is the global batch and must be at "
+                             f"least the number of processes ({world.size})")
 
     def _labels_tensor(self, y: Any, n: int, device: torch.device) -> Tensor | None:
         """Unsupervised models ignore ``y``; conditional models override this."""
@@ -506,5 +548,6 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         state = super().__getstate__()
         state.pop("_generator", None)   # these two only exist during fit
         state.pop("_scaler", None)
-        state.pop("_compiled_log_likelihood", None)
+        for attr in ("_compiled_log_likelihood", "_world", "_ddp"):
+            state.pop(attr, None)
         return state

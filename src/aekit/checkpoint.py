@@ -91,9 +91,11 @@ def _restore_optimizers(optimizers: list[torch.optim.Optimizer], meta: list,
 
 
 def save_checkpoint(directory: str | os.PathLike, est: Any, x: torch.Tensor,
-                    optimizers: list[torch.optim.Optimizer], generator: torch.Generator,
+                    optimizers: list[torch.optim.Optimizer], rng_states: list[torch.Tensor],
                     state: LoopState) -> None:
-    """Write the run's state atomically to ``directory/checkpoint.safetensors``."""
+    """Write the run's state atomically to ``directory/checkpoint.safetensors``.
+
+    ``rng_states`` holds the noise generator state of every rank (one without DDP)."""
     tensors = {f"model.{k}": v.detach().cpu().contiguous()
                for k, v in est.module_.state_dict().items()}
     if state.best_state is not None:
@@ -101,7 +103,8 @@ def save_checkpoint(directory: str | os.PathLike, est: Any, x: torch.Tensor,
                         for k, v in state.best_state.items()})
     opt_tensors, opt_meta = _optimizer_tensors(optimizers)
     tensors.update(opt_tensors)
-    tensors["rng.noise"] = generator.get_state().cpu()
+    for rank, rng in enumerate(rng_states):
+        tensors[f"rng.noise.{rank}"] = rng.cpu()
     meta = {
         "format": FORMAT, "run": _run_identity(est, x), "epoch": state.epoch,
         "history": state.history, "best": state.best if math.isfinite(state.best) else None,
@@ -112,8 +115,8 @@ def save_checkpoint(directory: str | os.PathLike, est: Any, x: torch.Tensor,
 
 
 def load_checkpoint(directory: str | os.PathLike, est: Any, x: torch.Tensor,
-                    optimizers: list[torch.optim.Optimizer],
-                    generator: torch.Generator) -> LoopState | None:
+                    optimizers: list[torch.optim.Optimizer], generator: torch.Generator,
+                    rank: int = 0, world_size: int = 1) -> LoopState | None:
     """Restore a run from ``directory`` into ``est``, ``optimizers`` and ``generator``.
 
     Returns None when there is no checkpoint yet. A checkpoint of another model class,
@@ -143,10 +146,14 @@ def load_checkpoint(directory: str | os.PathLike, est: Any, x: torch.Tensor,
             raise ValueError(f"checkpoint {str(path)!r} belongs to another run ({what}); "
                              "resume with the same model, parameters and data, or use a new "
                              "checkpoint_dir")
+    saved_ranks = sum(1 for k in tensors if k.startswith("rng.noise."))
+    if saved_ranks != world_size:
+        raise ValueError(f"checkpoint {str(path)!r} was written by {saved_ranks} process(es) "
+                         f"and this run has {world_size}; resume with the same number")
     device = next(est.module_.parameters()).device
     est.module_.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     _restore_optimizers(optimizers, meta["optimizers"], tensors)
-    generator.set_state(tensors["rng.noise"])
+    generator.set_state(tensors[f"rng.noise.{rank}"])
     best_state = {k[5:]: v.to(device) for k, v in tensors.items() if k.startswith("best.")}
     return LoopState(epoch=int(meta["epoch"]), history=meta["history"],
                      best=math.inf if meta["best"] is None else float(meta["best"]),

@@ -133,6 +133,10 @@ def cmd_fit(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     model.fit(X, y, checkpoint_dir=args.checkpoint_dir, checkpoint_every=args.checkpoint_every,
               resume=args.resume)
+    from aekit.distributed import is_main_process
+
+    if not is_main_process():       # under torchrun only rank 0 writes and reports
+        return
     model.save(args.output)
     if not args.quiet:
         losses = model.history_.get("loss") or [float("nan")]
@@ -179,13 +183,21 @@ def cmd_score(args: argparse.Namespace) -> None:
         if len(ll) > 1 else 0.0,
         "bits_per_dim": float(bits_per_dim(np.mean(ll), X.shape[1])),
         "elbo": float(np.mean(model.elbo(X))),
+        "is_density": bool(model._score_is_density),
     }
+    if not model._score_is_density:     # log p(x | z = f(x)): no density, so no bits/dim
+        result["bits_per_dim"] = None
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(f"{result['model']} on {args.data} ({args.split}, {len(X)} rows): "
-              f"log p(x) = {result['log_likelihood']:.3f} +- {result['log_likelihood_stderr']:.3f} "
-              f"nats, {result['bits_per_dim']:.4f} bits/dim, ELBO {result['elbo']:.3f}")
+        head = f"{result['model']} on {args.data} ({args.split}, {len(X)} rows): "
+        value = f"{result['log_likelihood']:.3f} +- {result['log_likelihood_stderr']:.3f} nats"
+        if model._score_is_density:
+            print(f"{head}log p(x) = {value}, {result['bits_per_dim']:.4f} bits/dim, "
+                  f"ELBO {result['elbo']:.3f}")
+        else:
+            print(f"{head}log p(x | z = f(x)) = {value} (decoder log-likelihood at the code; "
+                  "not a density of x)")
 
 
 def cmd_demo(args: argparse.Namespace) -> None:

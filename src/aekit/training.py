@@ -23,6 +23,7 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from torch import Tensor
 
+from . import distributed
 from .checkpoint import LoopState, load_checkpoint, save_checkpoint
 
 if TYPE_CHECKING:
@@ -132,11 +133,21 @@ def _train_epoch(est: BaseAutoencoder, x: Tensor, y: Tensor | None, optimizer: A
     loss that must stop training (None when the epoch went through)."""
     n = x.shape[0]
     batch_size = min(est.batch_size, n)
+    world = est.__dict__.get("_world", distributed.World())
+    ddp = est.__dict__.get("_ddp")
     perm = torch.randperm(n, generator=generator, device=generator.device)
     sums: dict[str, Tensor] = {}
     seen, skipped, bad = 0, 0, None
     for step, start in enumerate(range(0, n, batch_size), start=1):
         idx = perm[start:start + batch_size]
+        if world.size > 1:                      # this rank's share of the global minibatch
+            shard = idx[world.rank::world.size]
+            ddp.module.weight = len(shard) * world.size / len(idx)
+            if len(shard) == 0:                 # a last batch smaller than the world
+                shard, ddp.module.weight = idx[:1], 0.0
+            n_rows, idx = int(ddp.module.weight * len(idx) / world.size), shard
+        else:
+            n_rows = len(idx)
         terms = est._train_step(x[idx], None if y is None else y[idx], optimizer)
         if not torch.isfinite(terms["loss"]):
             bad = (step, float(terms["loss"]))
@@ -144,12 +155,15 @@ def _train_epoch(est: BaseAutoencoder, x: Tensor, y: Tensor | None, optimizer: A
                 return {}, bad
             skipped += 1
             continue
-        seen += len(idx)
+        seen += n_rows
         for name, value in terms.items():
-            sums[name] = sums[name] + value * len(idx) if name in sums else value * len(idx)
+            sums[name] = sums[name] + value * n_rows if name in sums else value * n_rows
+    totals = distributed.all_reduce_sums({"_seen": seen, **{k: float(v) for k, v in sums.items()}},
+                                         world)
+    seen = int(totals.pop("_seen"))
     if seen == 0:
         return {}, bad
-    row = {name: float(total) / seen for name, total in sums.items()}
+    row = {name: total / seen for name, total in totals.items()}
     if est.on_nan == "skip_batch":
         row["skipped_batches"] = float(skipped)
     return row, None
@@ -169,8 +183,8 @@ def _evaluate(est: BaseAutoencoder, x: Tensor, y: Tensor | None) -> dict[str, fl
     return {name: total / n for name, total in sums.items()}
 
 
-def _progress(est: BaseAutoencoder):
-    if not est.verbose:
+def _progress(est: BaseAutoencoder, world: distributed.World):
+    if not est.verbose or not world.is_main:
         return nullcontext(None)
     from rich.progress import (
         BarColumn,
@@ -209,21 +223,25 @@ def fit_loop(est: BaseAutoencoder, x: Tensor, y: Tensor | None, noise: torch.Gen
     state is saved every ``checkpoint_every`` epochs and at the end; ``resume`` continues
     from the checkpoint there (and starts afresh when there is none).
     """
+    world = est.__dict__.get("_world", distributed.World())
     x_train, y_train, x_val, y_val = _split(est, x, y, split)
     configured = est._configure_optimizers()
     optimizers = list(configured) if isinstance(configured, (list, tuple)) else [configured]
     state = LoopState()
     if resume and checkpoint_dir is not None:
-        state = load_checkpoint(checkpoint_dir, est, x, optimizers, noise) or state
+        state = load_checkpoint(checkpoint_dir, est, x, optimizers, noise, world.rank,
+                                world.size) or state
     monitor = "val_loss" if x_val is not None else "loss"
     last_good = _snapshot(est.module_)
     name = type(est).__name__
 
     def checkpoint() -> None:
         if checkpoint_dir is not None:
-            save_checkpoint(checkpoint_dir, est, x, optimizers, noise, state)
+            rng_states = distributed.all_gather_bytes(noise.get_state(), world)
+            if world.is_main:
+                save_checkpoint(checkpoint_dir, est, x, optimizers, rng_states, state)
 
-    with _progress(est) as bar:
+    with _progress(est, world) as bar:
         task = None
         if bar is not None:
             task = bar.add_task(name, total=est.max_iter, completed=state.epoch, status="")
@@ -234,7 +252,8 @@ def fit_loop(est: BaseAutoencoder, x: Tensor, y: Tensor | None, noise: torch.Gen
             row, bad = _train_epoch(est, x_train, y_train, configured, noise)
             if bad is None and x_val is not None:
                 est.module_.eval()
-                row.update({f"val_{k}": v for k, v in _evaluate(est, x_val, y_val).items()})
+                val = distributed.all_reduce_sums(_evaluate(est, x_val, y_val), world)
+                row.update({f"val_{k}": v / world.size for k, v in val.items()})
                 if not math.isfinite(row["val_loss"]):
                     bad = (0, row["val_loss"])
             if bad is not None:
@@ -266,7 +285,7 @@ def fit_loop(est: BaseAutoencoder, x: Tensor, y: Tensor | None, noise: torch.Gen
             last_good = _snapshot(est.module_)
             if bar is not None:
                 bar.update(task, advance=1, status=f"{monitor} {current:.4g}")
-            if est.verbose >= 2:
+            if est.verbose >= 2 and world.is_main:
                 print(f"{name} epoch {epoch}: " + ", ".join(
                     f"{k} {v:.4g}" for k, v in row.items() if isinstance(v, float)))
             if state.stopped or epoch % checkpoint_every == 0 or epoch == est.max_iter:

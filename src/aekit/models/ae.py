@@ -55,6 +55,8 @@ class AE(BaseAutoencoder):
     (5, 2)
     """
 
+    _score_is_density = False
+
     def __init__(self, n_components=2, **kwargs):
         super().__init__(n_components, **kwargs)
 

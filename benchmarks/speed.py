@@ -1,0 +1,195 @@
+"""Speed of aekit's VAE against a bare PyTorch loop and pythae, in one run, same data and network.
+
+Reference network: Fashion-MNIST 60k, MLP 784-512-256-16 (mean and log-variance heads),
+Bernoulli decoder, batch 128, Adam 1e-3. Each configuration trains in its own process
+(so its peak memory is its own), one after another:
+
+  (a) bare   a bare fp32 PyTorch loop (tensor slicing, textbook loss, fused Adam)
+  (b) fp32   aekit, precision="32"
+  (c) bf16   aekit, precision="bf16-mixed"
+  (d) compile  aekit, precision="bf16-mixed", compile=True (compile time reported apart)
+  (e) pythae pythae's VAE with the same encoder/decoder, when --pythae-python is given
+
+Seconds per epoch are medians over epochs 2 and later; test NLL is importance-sampled with
+--k samples on the first --n-test test images after the same number of epochs, computed
+by aekit's score_samples for (a)-(d) (the bare model's weights are loaded into an aekit
+VAE) and by pythae's own get_nll for (e). Separately it times aekit's NLL with K=1000 on
+the full 10k test set.
+
+Usage:
+  python benchmarks/speed.py [--epochs 10] [--pythae-python .venv-pythae/bin/python]
+                             [--device cpu|cuda] [--write BENCHMARKS.md]
+Set up pythae's environment with `make pythae-env` (a separate venv; pythae is not an
+aekit dependency).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import aekit
+
+HERE = Path(__file__).resolve().parent
+CONFIGS = {
+    "bare": {},
+    "fp32": {"precision": "32"},
+    "bf16": {"precision": "bf16-mixed"},
+    "compile": {"precision": "bf16-mixed", "compile": True},
+}
+
+
+def _model(epochs: int, device: str, **extra) -> aekit.VAE:
+    return aekit.VAE(n_components=16, hidden_layer_sizes=(512, 256), likelihood="bernoulli",
+                     batch_size=128, learning_rate=1e-3, max_iter=epochs, tol=0.0,
+                     n_iter_no_change=epochs + 1, random_state=0, device=device, **extra)
+
+
+def _peak_memory_mib(device: str) -> float:
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_config(name: str, epochs: int, k: int, n_test: int, device: str) -> dict:
+    """Train one configuration in this process and return its measurements."""
+    X, _ = aekit.datasets.load("fashion-mnist", split="train")
+    X_test, _ = aekit.datasets.load("fashion-mnist", split="test")
+    if name == "bare":
+        sys.path.insert(0, str(HERE))
+        from core_speed import bare_fit
+
+        net, times = bare_fit(torch.from_numpy(X).to(device), epochs, seed=0)
+        model = _model(1, device).fit(X[:256])      # an aekit VAE to hold the same weights
+        state = dict(zip(model.module_.encoder.state_dict(), net.enc.state_dict().values()))
+        model.module_.encoder.load_state_dict(state)
+        state = dict(zip(model.module_.decoder.state_dict(), net.dec.state_dict().values()))
+        model.module_.decoder.load_state_dict(state)
+        compile_s = 0.0
+    else:
+        model = _model(epochs, device, **CONFIGS[name]).fit(X)
+        times = list(model.history_["time"])
+        compile_s = times[0] - statistics.median(times[1:]) if name == "compile" else 0.0
+    model.set_params(n_importance_samples=k, compile=False)
+    nll = -model.score(X_test[:n_test])
+    return {"times": times, "nll": nll, "peak_mib": _peak_memory_mib(device),
+            "compile_s": compile_s}
+
+
+def full_nll_time(device: str, epochs: int) -> dict:
+    """Wall time of aekit's K=1000 importance-sampled NLL over the 10k test images."""
+    X, _ = aekit.datasets.load("fashion-mnist", split="train")
+    X_test, _ = aekit.datasets.load("fashion-mnist", split="test")
+    model = _model(epochs, device).fit(X).set_params(n_importance_samples=1000)
+    start = time.perf_counter()
+    nll = -model.score(X_test)
+    return {"nll_k1000_full": nll, "seconds": time.perf_counter() - start}
+
+
+def _child(args: list[str]) -> dict:
+    out = subprocess.run(args, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"{' '.join(args[:4])} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--k", type=int, default=200)
+    ap.add_argument("--n-test", type=int, default=2000)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--pythae-python", help="python of an environment with pythae installed")
+    ap.add_argument("--configs", default=",".join(CONFIGS))
+    ap.add_argument("--skip-full-nll", action="store_true")
+    ap.add_argument("--write", help="update this markdown file's speed section")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+
+    if args.child:
+        result = (full_nll_time(args.device, args.epochs) if args.child == "full_nll"
+                  else run_config(args.child, args.epochs, args.k, args.n_test, args.device))
+        print(json.dumps(result))
+        return
+
+    me = [sys.executable, __file__, "--epochs", str(args.epochs), "--k", str(args.k),
+          "--n-test", str(args.n_test), "--device", args.device]
+    results = {}
+    for name in args.configs.split(","):
+        results[name] = _child([*me, "--child", name])
+        print(name, json.dumps(results[name]), flush=True)
+    if args.pythae_python:
+        X, _ = aekit.datasets.load("fashion-mnist", split="train")
+        X_test, _ = aekit.datasets.load("fashion-mnist", split="test")
+        with tempfile.TemporaryDirectory() as tmp:
+            np.save(f"{tmp}/train.npy", X)
+            np.save(f"{tmp}/test.npy", X_test)
+            r = _child([args.pythae_python, str(HERE / "_pythae_vae.py"), f"{tmp}/train.npy",
+                        f"{tmp}/test.npy", str(args.epochs), str(args.k), str(args.n_test), "0"])
+        results["pythae"] = {"times": r["times"], "nll": r["nll"], "peak_mib": r["peak_rss_mib"],
+                             "compile_s": 0.0}
+        print("pythae", json.dumps(results["pythae"]), flush=True)
+    full = None if args.skip_full_nll else _child([*me, "--child", "full_nll"])
+    report = summarise(results, full, args)
+    print(report)
+    if args.write:
+        write_section(Path(args.write), report)
+
+
+def summarise(results: dict, full: dict | None, args: argparse.Namespace) -> str:
+    labels = {"bare": "(a) bare PyTorch loop, fp32", "fp32": "(b) aekit fp32",
+              "bf16": "(c) aekit bf16-mixed", "compile": "(d) aekit bf16-mixed + compile",
+              "pythae": "(e) pythae 0.1.2 VAE"}
+    med = {n: statistics.median(r["times"][1:]) for n, r in results.items()}
+    ref = med.get("pythae")
+    lines = [
+        "<!-- speed:start -->",
+        f"Command: `python benchmarks/speed.py --epochs {args.epochs} --k {args.k} "
+        f"--n-test {args.n_test} --device {args.device}"
+        + (" --pythae-python .venv-pythae/bin/python" if "pythae" in results else "")
+        + " --write BENCHMARKS.md`",
+        f"Machine: {platform.machine()}, {torch.get_num_threads()} threads, device "
+        f"{args.device}; torch {torch.__version__}; aekit {aekit.__version__}; "
+        f"{time.strftime('%Y-%m-%d')}.",
+        "",
+        f"| configuration | s / epoch (median, epochs 2+) | samples / s | vs pythae | peak memory "
+        f"(MiB) | test NLL after {args.epochs} epochs (K={args.k}, {args.n_test} images) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, r in results.items():
+        speedup = f"{ref / med[name]:.2f}x" if ref else "n/a"
+        extra = f" (+{r['compile_s']:.0f} s compile)" if r["compile_s"] else ""
+        lines.append(f"| {labels[name]} | {med[name]:.2f}{extra} | {60000 / med[name]:,.0f} | "
+                     f"{speedup} | {r['peak_mib']:.0f} | {r['nll']:.2f} |")
+    if "bare" in med and "fp32" in med:
+        lines.append(f"\naekit fp32 / bare loop time per epoch: **{med['fp32'] / med['bare']:.3f}**.")
+    if full:
+        lines.append(f"Importance-sampled NLL with K=1000 over all 10k test images (aekit fp32 "
+                     f"model): {full['nll_k1000_full']:.2f} nats in {full['seconds']:.1f} s.")
+    lines.append("<!-- speed:end -->")
+    return "\n".join(lines)
+
+
+def write_section(path: Path, table: str) -> None:
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    start, end = "<!-- speed:start -->", "<!-- speed:end -->"
+    if start in text:
+        text = text[: text.index(start)] + table + text[text.index(end) + len(end):]
+    else:
+        text += "\n## Training speed: aekit, a bare loop and pythae (Fashion-MNIST)\n\n" + table + "\n"
+    path.write_text(text)
+
+
+if __name__ == "__main__":
+    main()

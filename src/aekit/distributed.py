@@ -1,0 +1,96 @@
+"""torch.distributed glue for the training loop (DistributedDataParallel under ``torchrun``).
+
+Launch ``torchrun --nproc_per_node=N -m aekit fit ...`` or call ``fit`` inside your own
+``torchrun`` script: when ``WORLD_SIZE`` > 1 and no process group exists yet, aekit
+creates one (NCCL with CUDA, gloo on CPU). Every rank holds the whole array and draws the
+same permutation each epoch; rank r trains on rows ``batch[r::world]`` of every global
+minibatch, so ``batch_size`` stays the global batch size, and DDP averages the gradients
+(each rank's loss is weighted by its share of the batch, so uneven last batches match a
+single process too). Epoch metrics are averaged over ranks, so early stopping and the
+handling of non-finite losses are decided identically everywhere. Only rank 0 writes
+files and shows progress.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int = 0
+    size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def setup(device: torch.device) -> World:
+    """The current process group (created from torchrun's environment when needed)."""
+    if not dist.is_available():
+        return World()
+    if not dist.is_initialized():
+        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+            return World()
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return World(dist.get_rank(), dist.get_world_size())
+
+
+def local_device(device: torch.device) -> torch.device:
+    """Under torchrun each process takes the GPU of its ``LOCAL_RANK``."""
+    if device.type == "cuda" and device.index is None and "LOCAL_RANK" in os.environ:
+        return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+    return device
+
+
+def is_main_process() -> bool:
+    """True outside torch.distributed and on rank 0 inside it: the process that writes files."""
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+def all_finite(value: Tensor, world: World) -> bool:
+    """Whether ``value`` is finite on every rank (one collective under DDP)."""
+    flag = torch.isfinite(value.detach()).all().to(torch.int32)
+    if world.size > 1:
+        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    return bool(flag)
+
+
+def all_reduce_sums(sums: dict[str, float], world: World) -> dict[str, float]:
+    """Sum each value over ranks (keys are the same on every rank)."""
+    if world.size == 1:
+        return sums
+    keys = sorted(sums)
+    t = torch.tensor([float(sums[k]) for k in keys], dtype=torch.float64)
+    dist.all_reduce(t)
+    return dict(zip(keys, t.tolist()))
+
+
+def all_gather_bytes(t: Tensor, world: World) -> list[Tensor]:
+    """Gather one uint8 tensor of equal size from every rank (e.g. RNG states)."""
+    if world.size == 1:
+        return [t]
+    out = [torch.empty_like(t) for _ in range(world.size)]
+    dist.all_gather(out, t)
+    return out
+
+
+class LossModule(nn.Module):
+    """The model's loss as one ``nn.Module`` forward, which DDP needs to wrap; ``weight``
+    scales this rank's loss by its share of the global minibatch."""
+
+    def __init__(self, est) -> None:
+        super().__init__()
+        self.net = est.module_
+        self.__dict__["est"] = est      # the estimator is not a submodule
+        self.weight = 1.0
+
+    def forward(self, x: Tensor, y: Tensor | None):
+        out = self.est.__dict__.get("_compiled_loss", self.est._loss)(x, y)
+        return out.total * self.weight, out.total, out.terms

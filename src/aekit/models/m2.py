@@ -1,0 +1,267 @@
+"""M2: the semi-supervised generative model of Kingma et al.
+
+Kingma, Rezende, Mohamed & Welling, "Semi-Supervised Learning with Deep Generative Models",
+NeurIPS 2014, arXiv:1406.5298 (model M2). The class y is a latent variable next to z:
+p(y) is uniform, p(z) = N(0, I), the decoder is p(x|y, z), the encoder q(z|x, y) and a
+classifier q(y|x). A labelled row costs the negative ELBO -L(x, y) plus a weighted
+cross-entropy of q(y|x); an unlabelled row costs
+``-U(x) = sum_y q(y|x) (-L(x, y)) + KL(q(y|x) || p(y))``, evaluated for all classes at
+once. ``score_samples`` is the honest marginal log p(x) = log sum_y p(y) p(x|y), each
+p(x|y) importance-sampled with q(z|x, y).
+"""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import ClassifierMixin
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, column_or_1d
+from torch import Tensor, nn
+from torch.distributions import Categorical, Distribution, kl_divergence
+
+from .._registry import register
+from ..base import _seed
+from ..metrics import log_mean_exp
+from ..nn import mlp
+from ..training import LossTerms
+from .cvae import ConditionalVAE, class_indices
+
+
+def unlabelled_rows(y: np.ndarray) -> np.ndarray:
+    """Rows marked unlabelled: -1, as in :mod:`sklearn.semi_supervised` ("-1" for strings)."""
+    return y == -1 if y.dtype.kind in "iuf" else y.astype(str) == "-1"
+
+
+@register("m2")
+class M2(ClassifierMixin, ConditionalVAE):
+    """Semi-supervised VAE (M2): a classifier and a conditional generative model at once.
+
+    ``fit(X, y)`` takes class labels with -1 marking unlabelled rows, as in
+    :mod:`sklearn.semi_supervised` (for string labels the string "-1"); the classes are
+    those that occur among the labelled rows, so give at least one label per class. A
+    ``y`` with no labelled row is refused. The training loop is the shared one: each
+    minibatch mixes labelled and unlabelled rows as they come.
+
+    ``predict`` / ``predict_proba`` use the classifier q(y|x). ``transform(X)`` is the
+    posterior mean of z under q(z|x) = sum_y q(y|x) q(z|x, y), that is
+    ``sum_y q(y|x) mu(x, y)``. ``inverse_transform(Z, y)`` and ``sample(n, y=...)``
+    decode with the given classes; without ``y``, ``sample`` draws y from p(y) and
+    ``inverse_transform`` returns the mean of p(x|z) = sum_y p(y) p(x|y, z) (a blend of
+    all classes). ``reconstruct(X)`` decodes with the predicted class.
+    ``score_samples(X)`` is the importance-sampled marginal log p(x) in nats, and
+    ``score(X, y=None)`` its mean, as for every aekit model, **not** the accuracy a
+    scikit-learn classifier's ``score`` gives: use
+    ``sklearn.metrics.accuracy_score(y, model.predict(X))`` (or ``scoring="accuracy"``).
+
+    Parameters
+    ----------
+    n_components : int, default=2
+        Size of z (the class is the other latent variable).
+    classification_weight : float, default=1.0
+        Weight of the mean cross-entropy -log q(y|x) of the labelled rows of a minibatch,
+        added to the per-row mean negative ELBO. The paper's alpha = 0.1 N on sums over
+        the N rows is 0.1 in these per-row units; a larger weight makes the classifier
+        learn from few labels faster.
+    beta : float, default=1.0
+        Weight of KL(q(z|x, y) || p(z)).
+    n_importance_samples : int, default=100
+        Draws of z per row and class for ``score_samples`` (common random numbers).
+    **kwargs
+        The parameters shared by every model; see :class:`aekit.base.BaseAutoencoder`.
+        The networks are MLPs (image input is flattened; ``architecture="conv"`` is
+        refused).
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        The labels seen among the labelled rows, sorted.
+    module_ : torch.nn.ModuleDict
+        ``classifier`` (x to class logits), ``encoder`` ([x, one-hot y] to mean and
+        log-variance of z), ``decoder`` ([z, one-hot y] to the likelihood's parameters),
+        ``likelihood``.
+    history_ : dict of str to list of float
+        Per-epoch ``loss``, ``recon``, ``kl`` (of z), ``kl_y`` (log n_classes for a
+        labelled row, KL(q(y|x) || p(y)) for an unlabelled one), ``ce`` (cross-entropy
+        of the labelled rows), ``time``.
+    n_iter_ : int
+    input_shape_ : tuple of int
+
+    Examples
+    --------
+    >>> import aekit
+    >>> from aekit.models.m2 import M2
+    >>> X, y = aekit.datasets.load("digits")
+    >>> y_semi = y.copy(); y_semi[100:] = -1            # keep 100 labels
+    >>> m2 = M2(likelihood="bernoulli", max_iter=2, random_state=0).fit(X, y_semi)
+    >>> m2.predict_proba(X[:3]).shape, m2.predict(X[:3]).shape
+    ((3, 10), (3,))
+    """
+
+    _parameter_constraints = {
+        **ConditionalVAE._parameter_constraints,
+        "classification_weight": [Interval(Real, 0, None, closed="left")],
+        "n_importance_samples": [Interval(Integral, 1, None, closed="left")],
+    }
+
+    def __init__(self, n_components=2, *, classification_weight=1.0, beta=1.0,
+                 n_importance_samples=100, **kwargs):
+        super().__init__(n_components, beta=beta, n_importance_samples=n_importance_samples,
+                         **kwargs)
+        self.classification_weight = classification_weight
+
+    # ---------------------------------------------------------------- labels
+
+    def _fit_targets(self, y: Any) -> tuple[dict[str, Any], np.ndarray]:
+        y = column_or_1d(y, warn=True)
+        unlabelled = unlabelled_rows(y)
+        if not (~unlabelled).any():
+            raise ValueError(f"M2 needs labelled rows: all {len(y)} labels are -1 "
+                             "(unlabelled); label at least one row of every class")
+        check_classification_targets(y[~unlabelled])
+        classes, idx = np.unique(y[~unlabelled], return_inverse=True)
+        targets = np.full(len(y), -1, dtype=np.int64)
+        targets[~unlabelled] = idx
+        return {"classes_": classes}, targets
+
+    def _condition_width(self) -> int:
+        return len(self._fitted("classes_"))
+
+    def _one_hot(self, device: torch.device) -> Tensor:
+        """Every class as a condition, ready to pair with every row: ``(C, 1, C)``."""
+        n = self._condition_width()
+        return torch.eye(n, device=device)[:, None, :]
+
+    def _class_prior(self, device: torch.device) -> Distribution:
+        """p(y), uniform over the classes."""
+        return Categorical(logits=torch.zeros(self._condition_width(), device=device))
+
+    def _build(self, input_shape: tuple[int, ...]) -> nn.Module:
+        module = super()._build(input_shape)
+        n_features = int(np.prod(input_shape))
+        module["classifier"] = mlp([n_features, *self.hidden_layer_sizes,
+                                    self._condition_width()], self.activation)
+        return module
+
+    def _q_y(self, x: Tensor) -> Distribution:
+        return Categorical(logits=self.module_.classifier(x).float())      # (B,) over C
+
+    # -------------------------------------------------------------- training
+
+    def _loss(self, x: Tensor, y: Tensor | None = None) -> LossTerms:
+        q_y = self._q_y(x)                                                  # (B,) over C
+        recon, kl = self._recon_kl(x, self._one_hot(x.device))              # (C, B) each
+        labelled = y >= 0                                                   # (B,)
+        y_l = y.clamp_min(0)                                                # (B,)
+        # weight of each class's -L(x, y): the label for labelled rows, q(y|x) otherwise
+        w = torch.where(labelled[:, None], nn.functional.one_hot(y_l, len(recon)),
+                        q_y.probs).T                                        # (C, B)
+        p_y = self._class_prior(x.device)
+        kl_y = torch.where(labelled, -p_y.log_prob(y_l), kl_divergence(q_y, p_y))   # (B,)
+        recon, kl = (w * recon).sum(0), (w * kl).sum(0)                     # (B,) each
+        ce = -(q_y.log_prob(y_l) * labelled).sum() / labelled.sum().clamp_min(1)
+        total = (self.beta * kl - recon + kl_y).mean() + self.classification_weight * ce
+        return LossTerms(total, {"recon": -recon.mean(), "kl": kl.mean(),
+                                 "kl_y": kl_y.mean(), "ce": ce})
+
+    # ------------------------------------------------------------- inference
+
+    def _map_rows(self, X: np.ndarray, fn: Any, draws: int = 1,
+                  others: tuple[np.ndarray, ...] = ()) -> np.ndarray:
+        # every row is evaluated once per class: size the chunks for that
+        return super()._map_rows(X, fn, draws * len(self.classes_), others)
+
+    def _log_likelihood(self, x: Tensor, eps: Tensor) -> Tensor:
+        log_w = self._log_weights(x, self._one_hot(x.device), eps)          # (K, C, B)
+        log_p_x_y = log_mean_exp(log_w, dim=0)                              # (C, B)
+        log_p_y = self._class_prior(x.device).logits[:, None]               # (C, 1)
+        return torch.logsumexp(log_p_y + log_p_x_y, dim=0)                  # (B,)
+
+    def _elbo(self, x: Tensor, eps: Tensor) -> Tensor:
+        q_y = self._q_y(x)                                                  # (B,) over C
+        recon, kl = self._recon_kl(x, self._one_hot(x.device), eps)         # (C, B) each
+        bound = (q_y.probs.T * (recon - kl)).sum(0)                         # (B,)
+        return bound - kl_divergence(q_y, self._class_prior(x.device))
+
+    def _encode(self, x: Tensor) -> Tensor:
+        loc = self._posterior(x, self._one_hot(x.device)).mean              # (C, B, k)
+        return (self._q_y(x).probs.T[..., None] * loc).sum(0)               # (B, k)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """q(y|x) for each row, ``(n, n_classes)`` in the order of ``classes_``."""
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        return self._map_rows(X, lambda x: self._q_y(x).probs)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """The most probable class under q(y|x) for each row."""
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+    def _labels(self, y: Any, n: int, method: str) -> np.ndarray:
+        """One-hot ``(n, C)`` for the labels ``y`` (one label for all, or one per row)."""
+        y = np.asarray(y)
+        if y.ndim == 0:
+            y = np.repeat(y.reshape(1), n)
+        idx = class_indices(y, self.classes_, f"M2.{method}")
+        if len(idx) != n:
+            raise ValueError(f"M2.{method}: got {n} rows but {len(idx)} labels; give one "
+                             "label for all or one per row")
+        return np.eye(len(self.classes_), dtype=np.float32)[idx]
+
+    def inverse_transform(self, X: Any, y: Any = None) -> np.ndarray:
+        """Mean of p(x|z, y) for codes ``X`` and classes ``y``; without ``y`` the mean of
+        p(x|z) = sum_y p(y) p(x|y, z) (a blend of all classes)."""
+        check_is_fitted(self)
+        Z = self._check_codes(X)
+        n_classes = len(self.classes_)
+        W = (np.full((len(Z), n_classes), 1 / n_classes, dtype=np.float32) if y is None
+             else self._labels(y, len(Z), "inverse_transform"))             # (n, C)
+        lik = self.module_.likelihood
+
+        def fn(z: Tensor, w: Tensor) -> Tensor:
+            means = lik.mean(self._decode(z, self._one_hot(z.device)))      # (C, B, D)
+            return (w.T[..., None] * means).sum(0)                          # (B, D)
+
+        return self._map_rows(Z, fn, others=(W,)).reshape(len(Z), *self.input_shape_)
+
+    def reconstruct(self, X: Any, y: Any = None) -> np.ndarray:
+        """Decoder means at the posterior mean of z under class ``y`` (the predicted class
+        when ``y`` is None)."""
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        C = self._labels(self.predict(X) if y is None else y, len(X), "reconstruct")
+        lik = self.module_.likelihood
+
+        def fn(x: Tensor, c: Tensor) -> Tensor:
+            return lik.mean(self._decode(self._posterior(x, c).mean, c))    # (B, D)
+
+        return self._map_rows(X, fn, others=(C,)).reshape(len(X), *self.input_shape_)
+
+    def sample(self, n_samples: int = 1, y: Any = None, random_state: Any = None) -> np.ndarray:
+        """Decoder means of z ~ N(0, I) with the classes ``y`` (one for all, or one per
+        sample); when ``y`` is None each sample's class is drawn from p(y)."""
+        check_is_fitted(self)
+        n = self._check_n_samples(n_samples)
+        g = torch.Generator().manual_seed(_seed(random_state))
+        z = self._sample_latent(n, g)                                       # (n, k)
+        if y is None:
+            y = self.classes_[torch.randint(len(self.classes_), (n,), generator=g).numpy()]
+        c = torch.as_tensor(self._labels(y, n, "sample"))                   # (n, C)
+        device = self._device()
+        return self._decoded_means(z.to(device), c.to(device))
+
+    def score(self, X: Any, y: Any = None) -> float:
+        """Mean marginal log-likelihood log p(x) in nats; ``y`` is ignored. (Not the
+        accuracy: use ``accuracy_score(y, predict(X))`` for that.)"""
+        return float(np.mean(self.score_samples(X)))
+
+    # ----------------------------------------------------- scikit-learn glue
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True
+        return tags
