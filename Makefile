@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench browser pythae-env clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +18,20 @@ $(BIN)/.installed: pyproject.toml
 demo: $(BIN)/.installed
 	$(BIN)/aekit demo
 
-test: $(BIN)/.installed
+test: $(BIN)/.installed browser
 	$(BIN)/python -m pytest -q
+
+# The report's browser test uses Debian's headless Chromium; install it where we can
+# (root with apt-get), otherwise that one test is skipped and says why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	  && (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
+	  || echo "chromium not installed: the browser test will be skipped"; }
+
+# pythae in its own environment, for benchmarks/speed.py (not an aekit dependency).
+pythae-env:
+	$(PYTHON) -m venv .venv-pythae
+	.venv-pythae/bin/python -m pip install -q "$(TORCH)" pythae
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check src tests benchmarks

@@ -285,3 +285,33 @@ def test_python_dash_m_entry_point(tmp_path):
     assert "Traceback" not in bad.stderr
     assert bad.stderr.startswith("aekit: error: model file 'none.safetensors' does not exist")
     assert files_in(tmp_path) == []
+
+
+def test_evaluate_prints_a_table_and_writes_json(capsys, vae_file, tmp_path):
+    code, out, err = run(capsys, "evaluate", vae_file[0], "--data", "digits", "-k", "20",
+                         "--json", tmp_path / "m.json")
+    assert code == 0, err
+    assert "density.log_likelihood" in out and "PCA" in out
+    result = json.loads((tmp_path / "m.json").read_text())
+    assert result["split"] == "test" and result["n_test"] == 360
+    assert math.isfinite(result["density"]["log_likelihood"])
+    assert math.isfinite(result["baseline_pca"]["manifold"]["reconstruction_mse"])
+
+
+def test_evaluate_refuses_a_bad_json_path_before_any_work(capsys, vae_file, tmp_path):
+    code, out, err = run(capsys, "evaluate", vae_file[0], "--data", "digits",
+                         "--json", tmp_path / "nope" / "m.json")
+    assert code == 2 and err.startswith("aekit: error:") and "does not exist" in err
+    assert not (tmp_path / "nope").exists()
+
+
+def test_report_and_fit_report_write_a_page(capsys, vae_file, tmp_path):
+    code, out, err = run(capsys, "report", vae_file[0], "--data", "digits", "-o",
+                         tmp_path / "report")
+    assert code == 0, err
+    assert (tmp_path / "report" / "index.html").is_file()
+    code, out, err = run(capsys, "fit", "ae", "--data", "digits", "-o", tmp_path / "ae.safetensors",
+                         *FIT_VAE, "-q", "--report", tmp_path / "fit-report")
+    assert code == 0, err
+    html = (tmp_path / "fit-report" / "index.html").read_text()
+    assert "AE" in html and "<img" in html

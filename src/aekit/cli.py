@@ -138,6 +138,14 @@ def cmd_fit(args: argparse.Namespace) -> None:
     if not is_main_process():       # under torchrun only rank 0 writes and reports
         return
     model.save(args.output)
+    if args.report:
+        from aekit.report import write_report
+
+        X_test, y_test = _test_split(args.data)
+        index = write_report(model, X, y, args.report, data_name=args.data, X_test=X_test,
+                             y_test=y_test, training_seconds=time.perf_counter() - start)
+        if not args.quiet:
+            print(f"report: {index}")
     if not args.quiet:
         losses = model.history_.get("loss") or [float("nan")]
         print(f"trained {type(model).__name__} on {len(X)} rows for {model.n_iter_} epochs in "
@@ -200,6 +208,56 @@ def cmd_score(args: argparse.Namespace) -> None:
                   "not a density of x)")
 
 
+def _test_split(data: str) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The test split of a registered dataset; (None, None) for files."""
+    from aekit import datasets
+
+    if data in datasets.list_datasets():
+        return datasets.load(data, split="test")
+    return None, None
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    import aekit
+    from aekit.report import write_report
+
+    model = aekit.load(args.model_file)
+    X, y = _load_data(args.data, "train" if args.split == "test" else args.split)
+    X_test, y_test = _test_split(args.data) if args.split == "test" else (None, None)
+    index = write_report(model, X, y, args.output_dir, data_name=args.data, X_test=X_test,
+                         y_test=y_test)
+    print(f"report: {index}")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    import aekit
+    from aekit.evaluation import FeatureExtractor, evaluate, format_table
+    from aekit.io import atomic_write
+
+    if args.json and Path(args.json).suffix != ".json":
+        raise UserError(f"--json output {args.json!r} should end in .json")
+    if args.json and not Path(args.json).parent.exists():
+        raise UserError(f"output folder {str(Path(args.json).parent)!r} does not exist")
+    model = aekit.load(args.model_file)
+    X_test, y_test = _load_data(args.data, args.split)
+    X_train = y_train = None
+    if args.split != "train" and args.data in aekit.datasets.list_datasets():
+        X_train, y_train = aekit.datasets.load(args.data, split="train")
+    extractor = None
+    if args.generation:
+        if X_train is None or y_train is None:
+            raise UserError("--generation needs a registered, labelled dataset to train the "
+                            "feature classifier on")
+        extractor = FeatureExtractor().fit(X_train, y_train)
+    results = evaluate(model, X_test, y_test, X_train=X_train, y_train=y_train,
+                       k=args.n_importance_samples, feature_extractor=extractor)
+    results["data"], results["split"] = args.data, args.split
+    print(format_table(results))
+    if args.json:
+        text = json.dumps(results, indent=2)
+        atomic_write(args.json, lambda tmp: Path(tmp).write_text(text))
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from aekit.demo import run_demo
 
@@ -234,8 +292,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=int, default=1, metavar="EPOCHS")
     p.add_argument("--resume", action="store_true",
                    help="continue the run saved in --checkpoint-dir")
+    p.add_argument("--report", metavar="DIR", help="write an HTML report here after training")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser("evaluate", help="density, manifold and generation metrics, with PCA")
+    p.add_argument("model_file")
+    p.add_argument("--data", required=True, help="dataset name or file")
+    p.add_argument("--split", default="test")
+    p.add_argument("-k", "--n-importance-samples", type=int, default=1000)
+    p.add_argument("--generation", action="store_true",
+                   help="also score samples in the features of a classifier trained here")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("report", help="write an HTML report of a model")
+    p.add_argument("model_file")
+    p.add_argument("--data", required=True, help="dataset name or file")
+    p.add_argument("--split", default="test",
+                   help="test: metrics on the dataset's test split (files: on the file)")
+    p.add_argument("-o", "--output-dir", required=True)
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("transform", help="write the codes of data to .npy")
     p.add_argument("model_file")

@@ -30,7 +30,7 @@ def run_demo(output_dir: str = "aekit-demo", max_iter: int = 150, quiet: bool = 
     X_test, y_test = aekit.datasets.load("digits", split="test")
     console.print(f"digits: {len(X)} training and {len(X_test)} test images of 8x8 pixels")
 
-    rows = []
+    rows, models = [], []
     common = dict(n_components=2, likelihood="bernoulli", max_iter=max_iter,
                   random_state=random_state, verbose=0 if quiet else 1)
     for model in (aekit.VAE(n_importance_samples=1000, **common), aekit.AE(**common)):
@@ -39,6 +39,7 @@ def run_demo(output_dir: str = "aekit-demo", max_iter: int = 150, quiet: bool = 
         seconds = time.perf_counter() - start
         path = out / f"{type(model).__name__.lower()}.safetensors"
         model.save(path)
+        models.append((model, seconds))
         rows.append({
             "model": type(model).__name__,
             "recon_mse": reconstruction_mse(X_test, model.reconstruct(X_test)),
@@ -74,4 +75,13 @@ def run_demo(output_dir: str = "aekit-demo", max_iter: int = 150, quiet: bool = 
         "* AE: decoder log-likelihood at the code, log p(x|z=f(x)); not a density of x.\n"
         "PCA's log-likelihood is a Gaussian density, not comparable with Bernoulli models.\n"
         f"Models written to {out}/ (load with aekit.load).")
+    try:
+        from aekit.report import write_report
+
+        vae, seconds = models[0]
+        index = write_report(vae, X, y, out / "report", data_name="digits", X_test=X_test,
+                             y_test=y_test, training_seconds=seconds)
+        console.print(f"Report: {index}")
+    except ImportError as exc:      # matplotlib is an optional extra
+        console.print(f"No report ({exc}).")
     return rows
