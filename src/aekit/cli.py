@@ -258,6 +258,12 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         atomic_write(args.json, lambda tmp: Path(tmp).write_text(text))
 
 
+def cmd_bench(args: argparse.Namespace) -> None:
+    from aekit.bench import run
+
+    print(run("quick" if args.quick else "full", write=args.write))
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from aekit.demo import run_demo
 
@@ -333,6 +339,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-k", "--n-importance-samples", type=int, default=None)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("bench", help="measure every model and write the tables")
+    p.add_argument("--quick", action="store_true", help="digits, a few minutes")
+    p.add_argument("--write", metavar="FILE", help="update this markdown file (BENCHMARKS.md)")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("demo", help="train a VAE and an AE on digits and compare with PCA")
     p.add_argument("-o", "--output-dir", default="aekit-demo")

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.preprocessing import LabelEncoder
+from sklearn.utils import assert_all_finite
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d
@@ -263,7 +264,10 @@ class CVAE(ConditionalVAE):
             classes_like = type_of_target(y, input_name="y") in ("binary", "multiclass")
             kind = "classes" if classes_like else "continuous"
         if kind == "classes":
-            classes, idx = np.unique(column_or_1d(y, warn=True), return_inverse=True)
+            y = column_or_1d(y, warn=True)
+            if y.dtype.kind == "f":
+                assert_all_finite(y, input_name="y")
+            classes, idx = np.unique(y, return_inverse=True)
             if len(classes) == 0:
                 raise ValueError("CVAE needs at least one row with a label; y is empty")
             fitted = {"classes_": classes, "n_conditions_": len(classes)}

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.base import ClassifierMixin
+from sklearn.utils import assert_all_finite
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
@@ -118,6 +119,8 @@ class M2(ClassifierMixin, ConditionalVAE):
 
     def _fit_targets(self, y: Any) -> tuple[dict[str, Any], np.ndarray]:
         y = column_or_1d(y, warn=True)
+        if y.dtype.kind == "f":
+            assert_all_finite(y, input_name="y")
         unlabelled = unlabelled_rows(y)
         if not (~unlabelled).any():
             raise ValueError(f"M2 needs labelled rows: all {len(y)} labels are -1 "
@@ -199,7 +202,8 @@ class M2(ClassifierMixin, ConditionalVAE):
 
     def predict(self, X: Any) -> np.ndarray:
         """The most probable class under q(y|x) for each row."""
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)                                       # (n, C)
+        return self.classes_[np.argmax(proba, axis=1)]
 
     def _labels(self, y: Any, n: int, method: str) -> np.ndarray:
         """One-hot ``(n, C)`` for the labels ``y`` (one label for all, or one per row)."""
@@ -260,6 +264,14 @@ class M2(ClassifierMixin, ConditionalVAE):
         return float(np.mean(self.score_samples(X)))
 
     # ----------------------------------------------------- scikit-learn glue
+
+    _expected_failed_checks = {
+        "check_classifiers_train": "the checks fit with max_iter=10, about 30 Adam steps on "
+                                   "its 300 rows: too few to train the classifier q(y|x) to "
+                                   "0.83 accuracy (it reaches 0.91 with max_iter=50)",
+        "check_classifiers_classes": "it uses -1 as a class label, which M2 reads as "
+                                     "'unlabelled' (the sklearn.semi_supervised convention)",
+    }
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
