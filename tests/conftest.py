@@ -39,3 +39,25 @@ def fitted_ae(digits):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+#: tests that feed the library bad input; their count is printed after every run and
+#: recorded in RELIABILITY.md.
+BAD_INPUT_TESTS = ("test_bad_input.py::test_fit_refuses",
+                   "test_bad_input.py::test_fitted_model_refuses",
+                   "test_bad_input.py::test_score_samples_refuses",
+                   "test_cli.py::test_user_errors", "test_io.py::test_tampered",
+                   "test_io.py::test_a_pickle_payload", "test_io.py::test_metadata_naming",
+                   "test_io.py::test_missing", "test_io.py::test_a_plain_safetensors",
+                   "test_training.py::test_a_checkpoint_of_another_run",
+                   "test_training.py::test_a_corrupt_checkpoint")
+
+
+def pytest_terminal_summary(terminalreporter):
+    passed = terminalreporter.stats.get("passed", [])
+    tried = [r for r in passed + terminalreporter.stats.get("failed", [])
+             if any(key in r.nodeid for key in BAD_INPUT_TESTS)]
+    if tried:
+        ok = sum(1 for r in passed if any(key in r.nodeid for key in BAD_INPUT_TESTS))
+        terminalreporter.write_line(f"bad-input cases tried: {len(tried)}, refused as "
+                                    f"expected: {ok}")

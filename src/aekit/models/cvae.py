@@ -182,6 +182,11 @@ class ConditionalVAE(VAE):
                              f"has n_components={self.n_components}")
         return Z
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True    # so scikit-learn's checks pass y to fit
+        return tags
+
     def save(self, path: str) -> None:
         """Not available yet: a model file does not keep ``classes_`` / the condition width
         that ``aekit.load`` would need to rebuild the networks. Pickle the estimator."""
@@ -393,8 +398,3 @@ class CVAE(ConditionalVAE):
          "check_methods_sample_order_invariance", "check_methods_subset_invariance",
          "check_dict_unchanged", "check_fit_idempotent"),
         "calls transform or score_samples with X alone, but CVAE needs the conditions y")
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.required = True
-        return tags

@@ -12,7 +12,7 @@ p(x|y) importance-sampled with q(z|x, y).
 
 from __future__ import annotations
 
-from numbers import Integral, Real
+from numbers import Real
 from typing import Any
 
 import numpy as np
@@ -106,7 +106,6 @@ class M2(ClassifierMixin, ConditionalVAE):
     _parameter_constraints = {
         **ConditionalVAE._parameter_constraints,
         "classification_weight": [Interval(Real, 0, None, closed="left")],
-        "n_importance_samples": [Interval(Integral, 1, None, closed="left")],
     }
 
     def __init__(self, n_components=2, *, classification_weight=1.0, beta=1.0,
@@ -237,13 +236,15 @@ class M2(ClassifierMixin, ConditionalVAE):
         when ``y`` is None)."""
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
-        C = self._labels(self.predict(X) if y is None else y, len(X), "reconstruct")
-        lik = self.module_.likelihood
+        others = () if y is None else (self._labels(y, len(X), "reconstruct"),)
+        lik, eye = self.module_.likelihood, torch.eye(len(self.classes_), device=self._device())
 
-        def fn(x: Tensor, c: Tensor) -> Tensor:
+        def fn(x: Tensor, c: Tensor | None = None) -> Tensor:
+            if c is None:
+                c = eye[self._q_y(x).probs.argmax(-1)]                      # (B, C)
             return lik.mean(self._decode(self._posterior(x, c).mean, c))    # (B, D)
 
-        return self._map_rows(X, fn, others=(C,)).reshape(len(X), *self.input_shape_)
+        return self._map_rows(X, fn, others=others).reshape(len(X), *self.input_shape_)
 
     def sample(self, n_samples: int = 1, y: Any = None, random_state: Any = None) -> np.ndarray:
         """Decoder means of z ~ N(0, I) with the classes ``y`` (one for all, or one per
@@ -253,8 +254,10 @@ class M2(ClassifierMixin, ConditionalVAE):
         g = torch.Generator().manual_seed(_seed(random_state))
         z = self._sample_latent(n, g)                                       # (n, k)
         if y is None:
-            y = self.classes_[torch.randint(len(self.classes_), (n,), generator=g).numpy()]
-        c = torch.as_tensor(self._labels(y, n, "sample"))                   # (n, C)
+            idx = torch.randint(len(self.classes_), (n,), generator=g)      # y ~ p(y)
+            c = torch.eye(len(self.classes_))[idx]                          # (n, C)
+        else:
+            c = torch.as_tensor(self._labels(y, n, "sample"))               # (n, C)
         device = self._device()
         return self._decoded_means(z.to(device), c.to(device))
 
@@ -272,8 +275,3 @@ class M2(ClassifierMixin, ConditionalVAE):
         "check_classifiers_classes": "it uses -1 as a class label, which M2 reads as "
                                      "'unlabelled' (the sklearn.semi_supervised convention)",
     }
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.required = True
-        return tags
