@@ -12,6 +12,22 @@ torch.set_num_threads(1)
 SMALL = dict(hidden_layer_sizes=(32,), max_iter=5, batch_size=64, random_state=0)
 
 
+def weights(model):
+    """A copy of a fitted model's tensors, by name."""
+    return {k: v.clone() for k, v in model.module_.state_dict().items()}
+
+
+def assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def history_without_time(model):
+    """``history_`` without the wall-clock column, which differs between runs."""
+    return {k: v for k, v in model.history_.items() if k != "time"}
+
+
 @pytest.fixture(scope="session")
 def digits():
     X, y = aekit.datasets.load("digits", split="train")

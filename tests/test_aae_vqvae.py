@@ -10,21 +10,7 @@ import aekit
 from aekit.models.aae import AAE, prior_draws
 from aekit.models.vqvae import VQVAE
 
-from .conftest import SMALL
-
-
-def _weights(model):
-    return {k: v.clone() for k, v in model.module_.state_dict().items()}
-
-
-def _assert_same_weights(a, b):
-    assert a.keys() == b.keys()
-    for name in a:
-        assert torch.equal(a[name], b[name]), name
-
-
-def _history_without_time(model):
-    return {k: v for k, v in model.history_.items() if k != "time"}
+from .conftest import SMALL, assert_same_weights, history_without_time, weights
 
 
 def _mmd(a, b, bandwidth=1.0):
@@ -114,9 +100,9 @@ def test_aae_resume_with_two_optimizers_is_bit_identical(digits, tmp_path):
     half = AAE(**{**params, "max_iter": 3}).fit(X, checkpoint_dir=tmp_path / "run")
     resumed = AAE(**{**params, "max_iter": 6}).fit(X, checkpoint_dir=tmp_path / "run",
                                                    resume=True)
-    assert any(k.startswith("discriminator.") for k in _weights(full))
-    _assert_same_weights(_weights(full), _weights(resumed))
-    assert _history_without_time(full) == _history_without_time(resumed)
+    assert any(k.startswith("discriminator.") for k in weights(full))
+    assert_same_weights(weights(full), weights(resumed))
+    assert history_without_time(full) == history_without_time(resumed)
     # not trivially: the discriminator still moves after epoch 3
     assert not torch.equal(half.module_.discriminator[0].weight,
                            full.module_.discriminator[0].weight)
@@ -146,7 +132,7 @@ def test_aae_saves_and_loads_with_its_discriminator(digits, tmp_path):
     model = AAE(prior="swiss_roll", **{**SMALL, "max_iter": 2}).fit(X[:300])
     model.save(tmp_path / "aae.safetensors")
     same = aekit.load(tmp_path / "aae.safetensors")
-    _assert_same_weights(_weights(model), _weights(same))
+    assert_same_weights(weights(model), weights(same))
     np.testing.assert_array_equal(model.sample(4, random_state=0), same.sample(4, random_state=0))
 
 
@@ -210,12 +196,12 @@ def test_samples_are_decoded_codes_drawn_from_the_prior(fitted_vq):
 
 def test_codebook_changes_only_while_training(fitted_vq, digits):
     X, _ = digits
-    before = _weights(fitted_vq)
+    before = weights(fitted_vq)
     fitted_vq.score_samples(X[:100])
     fitted_vq.transform(X[:100])
     with torch.no_grad():
         fitted_vq._loss(torch.as_tensor(X[:100]))       # eval mode: no EMA update
-    _assert_same_weights(before, _weights(fitted_vq))
+    assert_same_weights(before, weights(fitted_vq))
 
 
 class _FarCodebook(VQVAE):
@@ -247,8 +233,8 @@ def test_vqvae_resume_is_bit_identical(digits, tmp_path):
     VQVAE(**{**params, "max_iter": 3}).fit(X, checkpoint_dir=tmp_path / "run")
     resumed = VQVAE(**{**params, "max_iter": 6}).fit(X, checkpoint_dir=tmp_path / "run",
                                                      resume=True)
-    _assert_same_weights(_weights(full), _weights(resumed))
-    assert _history_without_time(full) == _history_without_time(resumed)
+    assert_same_weights(weights(full), weights(resumed))
+    assert history_without_time(full) == history_without_time(resumed)
 
 
 def test_vqvae_parameters_are_validated(digits):

@@ -10,21 +10,7 @@ from sklearn.exceptions import ConvergenceWarning
 import aekit
 from aekit.checkpoint import CHECKPOINT_NAME, checkpoint_weights
 
-from .conftest import SMALL
-
-
-def _weights(model):
-    return {k: v.clone() for k, v in model.module_.state_dict().items()}
-
-
-def _assert_same_weights(a, b):
-    assert a.keys() == b.keys()
-    for name in a:
-        assert torch.equal(a[name], b[name]), name
-
-
-def _history_without_time(model):
-    return {k: v for k, v in model.history_.items() if k != "time"}
+from .conftest import SMALL, assert_same_weights, history_without_time, weights
 
 
 def test_exploding_learning_rate_stops_restores_finite_weights_and_explains(digits):
@@ -64,8 +50,8 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(digits, tmp_path, early
     aekit.VAE(**{**params, "max_iter": 3}).fit(X, checkpoint_dir=tmp_path / "run")
     resumed = aekit.VAE(**{**params, "max_iter": 6}).fit(X, checkpoint_dir=tmp_path / "run",
                                                          resume=True)
-    _assert_same_weights(_weights(full), _weights(resumed))
-    assert _history_without_time(full) == _history_without_time(resumed)
+    assert_same_weights(weights(full), weights(resumed))
+    assert history_without_time(full) == history_without_time(resumed)
     assert resumed.n_iter_ == 6 and len(resumed.history_["time"]) == 6
 
 
@@ -83,7 +69,7 @@ def test_resume_without_a_checkpoint_starts_afresh(digits, tmp_path):
     X, _ = digits
     a = aekit.AE(**SMALL).fit(X, checkpoint_dir=tmp_path / "new", resume=True)
     b = aekit.AE(**SMALL).fit(X)
-    _assert_same_weights(_weights(a), _weights(b))
+    assert_same_weights(weights(a), weights(b))
 
 
 @pytest.mark.parametrize("change", ["params", "data", "model"])
@@ -155,4 +141,4 @@ def test_compile_falls_back_to_eager_with_a_warning(digits, monkeypatch):
     with pytest.warns(RuntimeWarning, match="compiling the training loss failed.*C\\+\\+"):
         model = aekit.AE(compile=True, **SMALL).fit(X)
     reference = aekit.AE(**SMALL).fit(X)
-    _assert_same_weights(_weights(model), _weights(reference))
+    assert_same_weights(weights(model), weights(reference))
