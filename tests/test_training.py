@@ -142,3 +142,31 @@ def test_compile_falls_back_to_eager_with_a_warning(digits, monkeypatch):
         model = aekit.AE(compile=True, **SMALL).fit(X)
     reference = aekit.AE(**SMALL).fit(X)
     assert_same_weights(weights(model), weights(reference))
+
+
+def test_dynamic_binarization_trains_on_fresh_binary_pixels(digits):
+    X, _ = digits
+    seen = []
+
+    class Spy(aekit.VAE):
+        def _loss(self, x, y=None):
+            seen.append(x.detach().clone())
+            return super()._loss(x, y)
+
+    Spy(binarize="dynamic", likelihood="bernoulli", **{**SMALL, "max_iter": 2}).fit(X)
+    batches = torch.cat(seen)
+    assert set(torch.unique(batches).tolist()) == {0.0, 1.0}
+    assert abs(batches.mean().item() - float(X.mean())) < 0.01
+    # each epoch sees every row once; a fixed binarization would give equal sums
+    per_epoch = len(seen) // 2
+    first, second = torch.cat(seen[:per_epoch]).sum(), torch.cat(seen[per_epoch:]).sum()
+    assert first != second
+    with pytest.raises(ValueError, match="binarize='dynamic'.*\\[0, 1\\]"):
+        aekit.VAE(binarize="dynamic", **SMALL).fit(X - 0.5)
+
+
+def test_fixed_binarization_of_a_test_set_is_reproducible(digits):
+    X, _ = digits
+    a, b = aekit.datasets.binarize(X, random_state=0), aekit.datasets.binarize(X, random_state=0)
+    np.testing.assert_array_equal(a, b)
+    assert abs(a.mean() - X.mean()) < 0.01

@@ -119,6 +119,11 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         last finished epoch and warn (ConvergenceWarning) naming likely causes; "raise":
         raise :class:`aekit.training.DivergenceError`; "skip_batch": skip that minibatch's
         update and go on (an epoch with no usable minibatch stops as "restore" does).
+    binarize : {"none", "dynamic"}, default="none"
+        "dynamic": every epoch trains on fresh binary draws x ~ Bernoulli(grey level), the
+        protocol of likelihood results on binarized MNIST-like data (Burda et al. 2015);
+        needs data in [0, 1]. Score on a fixed binarization of the test set
+        (:func:`aekit.datasets.binarize`).
     compile : bool, default=False
         Run the loss (training and validation) and ``score_samples`` through
         ``torch.compile``. The first call compiles (tens of seconds on a CPU), so it pays
@@ -145,13 +150,15 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         "precision": [StrOptions(set(PRECISIONS))],
         "on_nan": [StrOptions(set(ON_NAN))],
         "compile": ["boolean"],
+        "binarize": [StrOptions({"none", "dynamic"})],
     }
 
     def __init__(self, n_components=2, *, hidden_layer_sizes=(256, 128), activation="relu",
                  likelihood="gaussian", likelihood_scale=1.0, architecture="auto",
                  max_iter=100, batch_size=128, learning_rate=1e-3, early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=10, tol=1e-4, random_state=None,
-                 verbose=0, device="auto", precision="32", on_nan="restore", compile=False):
+                 verbose=0, device="auto", precision="32", on_nan="restore", compile=False,
+                 binarize="none"):
         self.n_components = n_components
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -171,6 +178,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         self.precision = precision
         self.on_nan = on_nan
         self.compile = compile
+        self.binarize = binarize
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Let a model declare only its own parameters plus ``**kwargs``.
@@ -373,6 +381,9 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         try:
             X = self._validate_X(X, reset=True)
             self._check_support(X)
+            if self.binarize == "dynamic" and X.size and (X.min() < 0 or X.max() > 1):
+                raise ValueError(f"binarize='dynamic' draws Bernoulli pixels from grey levels "
+                                 f"in [0, 1]; the data range over [{X.min():g}, {X.max():g}]")
             device = distributed.local_device(resolve_device(self.device))
             world = distributed.setup(device)
             self._check_distributed(world)

@@ -174,6 +174,24 @@ DATASETS.register("mnist")(_idx_loader("mnist"))
 DATASETS.register("fashion-mnist")(_idx_loader("fashion-mnist"))
 
 
+def binarize(X: np.ndarray, random_state: int = 0) -> np.ndarray:
+    """A fixed binarization of grey levels in [0, 1]: each value becomes 1 with that
+    probability (the test-set half of the dynamically binarized protocol).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> b = binarize(np.full((1000, 2), 0.25, dtype=np.float32), random_state=0)
+    >>> sorted(np.unique(b).tolist()), round(float(b.mean()), 1)
+    ([0.0, 1.0], 0.2)
+    """
+    X = np.asarray(X, dtype=np.float32)
+    if X.size and (X.min() < 0 or X.max() > 1):
+        raise ValueError(f"binarize needs grey levels in [0, 1]; got [{X.min():g}, {X.max():g}]")
+    rng = np.random.default_rng(random_state)
+    return (rng.random(X.shape, dtype=np.float32) < X).astype(np.float32)
+
+
 def cache_dir() -> Path:
     return Path(os.environ.get("AEKIT_CACHE", Path.home() / ".cache" / "aekit"))
 

@@ -124,7 +124,10 @@ def _split(est: BaseAutoencoder, x: Tensor, y: Tensor | None, generator: torch.G
             "use more data, another validation_fraction, or early_stopping=False")
     perm = torch.randperm(n, generator=generator, device=generator.device)
     tr, va = perm[n_val:], perm[:n_val]
-    return x[tr], None if y is None else y[tr], x[va], None if y is None else y[va]
+    x_val = x[va]
+    if est.binarize == "dynamic":               # validation rows: binarized once
+        x_val = torch.bernoulli(x_val, generator=generator)
+    return x[tr], None if y is None else y[tr], x_val, None if y is None else y[va]
 
 
 def _train_epoch(est: BaseAutoencoder, x: Tensor, y: Tensor | None, optimizer: Any,
@@ -148,7 +151,10 @@ def _train_epoch(est: BaseAutoencoder, x: Tensor, y: Tensor | None, optimizer: A
             n_rows, idx = int(ddp.module.weight * len(idx) / world.size), shard
         else:
             n_rows = len(idx)
-        terms = est._train_step(x[idx], None if y is None else y[idx], optimizer)
+        xb = x[idx]
+        if est.binarize == "dynamic":           # fresh binary pixels every epoch
+            xb = torch.bernoulli(xb, generator=generator)
+        terms = est._train_step(xb, None if y is None else y[idx], optimizer)
         if not torch.isfinite(terms["loss"]):
             bad = (step, float(terms["loss"]))
             if est.on_nan != "skip_batch":
