@@ -201,12 +201,14 @@ class CVAE(ConditionalVAE):
 
     ``fit(X, y)`` needs ``y``: class labels (one per row, ints or strings, one-hot encoded
     over the fitted ``classes_``) or continuous condition vectors ``(n, n_conditions)``
-    used as they are. Every method that touches x or z takes the conditions too:
-    ``transform(X, y)`` is the posterior mean of q(z|x, c), ``inverse_transform(Z, y)``
-    and ``sample(n, y=...)`` decode with the given conditions (change ``y`` for the same
-    ``z`` to move one style to another class), and ``score_samples(X, y)`` is the
-    importance-sampled **conditional** log-likelihood log p(x|c) in nats, not log p(x).
-    A missing ``y`` or a class not seen in ``fit`` is refused.
+    used as they are (scale them as any network input, e.g. with ``StandardScaler``:
+    values that vary little are learned slowly). Every method that touches x or z takes
+    the conditions too: ``transform(X, y)`` is the posterior mean of q(z|x, c),
+    ``inverse_transform(Z, y)`` and ``sample(n, y=...)`` decode with the given conditions
+    (change ``y`` for the same ``z`` to move one style to another class), and
+    ``score_samples(X, y)`` is the importance-sampled **conditional** log-likelihood
+    log p(x|c) in nats, not log p(x). A missing ``y`` or a class not seen in ``fit`` is
+    refused.
 
     The networks are MLPs on flat rows (image input is flattened; ``architecture="conv"``
     is refused), the condition joined to the input of the encoder and of the decoder.

@@ -66,8 +66,8 @@ class M2(ClassifierMixin, ConditionalVAE):
     classification_weight : float, default=1.0
         Weight of the mean cross-entropy -log q(y|x) of the labelled rows of a minibatch,
         added to the per-row mean negative ELBO. The paper's alpha = 0.1 N on sums over
-        the N rows is 0.1 in these per-row units; a larger weight makes the classifier
-        learn from few labels faster.
+        the N rows is 0.1 in these per-row units; the default 1.0 learns from few labels
+        faster (on digits with 100 labels it also ended more accurate than 0.1 or 3).
     beta : float, default=1.0
         Weight of KL(q(z|x, y) || p(z)).
     n_importance_samples : int, default=100
