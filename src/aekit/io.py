@@ -105,10 +105,16 @@ def save_model(est: Any, path: str | os.PathLike) -> None:
         "aekit_version": _version(),
         "class": name,
         "params": _jsonable(est.get_params()),
-        "fitted": {a: _jsonable(getattr(est, a)) for a in FITTED_ATTRIBUTES if hasattr(est, a)},
+        "fitted": {a: _jsonable(getattr(est, a)) for a in _fitted_attributes(type(est))
+                   if hasattr(est, a)},
         "tensors_sha256": tensors_sha256(tensors),
     }
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"aekit": json.dumps(meta)}))
+
+
+def _fitted_attributes(cls: type) -> tuple[str, ...]:
+    """The shared fitted attributes plus those a model lists in ``_saved_attributes``."""
+    return FITTED_ATTRIBUTES + tuple(getattr(cls, "_saved_attributes", ()))
 
 
 def _restore_types(cls: type, params: dict[str, Any]) -> dict[str, Any]:
@@ -180,6 +186,10 @@ def load(path: str | os.PathLike, device: str | None = None) -> Any:
     if tensors_sha256(tensors) != meta.get("tensors_sha256"):
         raise ValueError(f"{str(path)!r}: the tensors do not match the SHA-256 recorded when "
                          "the file was saved; the file is corrupt or was altered")
+    for attr in _fitted_attributes(cls)[len(FITTED_ATTRIBUTES):]:   # they may size networks
+        if attr in fitted:
+            value = fitted[attr]
+            setattr(est, attr, np.asarray(value) if isinstance(value, list) else value)
     with torch.random.fork_rng(devices=[]):
         module = est._build(shape)
     try:

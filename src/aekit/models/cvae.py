@@ -187,12 +187,8 @@ class ConditionalVAE(VAE):
         tags.target_tags.required = True    # so scikit-learn's checks pass y to fit
         return tags
 
-    def save(self, path: str) -> None:
-        """Not available yet: a model file does not keep ``classes_`` / the condition width
-        that ``aekit.load`` would need to rebuild the networks. Pickle the estimator."""
-        raise ValueError(f"{type(self).__name__} cannot be written to a model file yet: "
-                         "aekit.load does not restore classes_ and the condition width that "
-                         "size its networks; use pickle or joblib for this model")
+    #: fitted attributes that size the networks; model files keep them.
+    _saved_attributes = ("classes_", "n_conditions_")
 
 
 @register("cvae")
