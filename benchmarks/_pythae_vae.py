@@ -74,8 +74,9 @@ def main():
     times = [e - b for b, e in zip(begins, ends)]
     model.eval()
     torch.manual_seed(0)
-    nll = model.get_nll(torch.from_numpy(X_test), n_samples=int(k), batch_size=100)
-    print(json.dumps({"times": times, "nll": float(nll),
+    # despite its name, pythae 0.1.2's get_nll returns the mean log-likelihood (negative)
+    log_likelihood = model.get_nll(torch.from_numpy(X_test), n_samples=int(k), batch_size=100)
+    print(json.dumps({"times": times, "nll": -float(log_likelihood),
                       "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 

@@ -374,8 +374,6 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
                              f"got {checkpoint_every!r}")
         if resume and checkpoint_dir is None:
             raise ValueError("resume=True needs the checkpoint_dir to resume from")
-        if checkpoint_dir is not None:
-            Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
         for attr in [a for a in vars(self) if a.endswith("_") and not a.startswith("_")]:
             delattr(self, attr)     # a refit starts clean; a refused fit leaves it unfitted
         try:
@@ -391,6 +389,8 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             for attr in ("n_features_in_", "feature_names_in_", "input_shape_"):
                 self.__dict__.pop(attr, None)
             raise
+        if checkpoint_dir is not None:
+            Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
         seeds = np.random.SeedSequence(_seed(self.random_state)).generate_state(3)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(seeds[0]))
@@ -410,16 +410,14 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
 
             device_ids = [device] if device.type == "cuda" else None
             self._ddp = DistributedDataParallel(distributed.LossModule(self), device_ids=device_ids)
-        y_tensor = self._labels_tensor(y, len(X), device)
         try:
+            y_tensor = self._labels_tensor(y, len(X), device)
             self._pretrain(x, y_tensor)
             fit_loop(self, x, y_tensor, noise, split,
                      checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
                      resume=resume)
         finally:
-            del self._generator
-            self.__dict__.pop("_scaler", None)
-            for attr in ("_compiled_loss", "_world", "_ddp"):
+            for attr in ("_generator", "_scaler", "_compiled_loss", "_world", "_ddp"):
                 self.__dict__.pop(attr, None)
         with torch.inference_mode():
             self._after_fit(x)
