@@ -361,6 +361,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.showwarning = _one_line_warning
     try:
         args.func(args)
+        from aekit.distributed import finish
+
+        if finish():                    # under torchrun: every rank waited for rank 0's files
+            # gloo's threads can abort the interpreter's teardown ("terminate called
+            # without an active exception"); the work is done and written, so leave now
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
     except (UserError, ValueError, TypeError, FileNotFoundError, IsADirectoryError,
             PermissionError, FloatingPointError, KeyError, NotImplementedError) as exc:
         if os.environ.get("AEKIT_DEBUG"):

@@ -13,6 +13,7 @@ files and shows progress.
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 
@@ -39,7 +40,23 @@ def setup(device: torch.device) -> World:
         if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
             return World()
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        atexit.register(_destroy)       # ours to close: a live gloo group aborts at exit
     return World(dist.get_rank(), dist.get_world_size())
+
+
+def _destroy() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def finish() -> bool:
+    """Wait for every rank (e.g. until rank 0 has written its files), then close the group.
+    Returns whether this process was part of a group."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return False
+    dist.barrier()
+    dist.destroy_process_group()
+    return True
 
 
 def local_device(device: torch.device) -> torch.device:
