@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 import aekit
+from aekit.bench import update_section
 
 HIDDEN, LATENT, BATCH, LR = (512, 256), 16, 128, 1e-3
 
@@ -152,13 +153,7 @@ Machine: {r['machine']}; torch {r['torch']}; aekit {r['aekit']}.
 aekit / bare time per epoch: **{r['ratio']:.3f}** (over {r['rounds']} alternating rounds of {r['epochs']} epochs).
 aekit's importance-sampled NLL (K={r['k']}, {r['n_test_nll']} images) took {r['aekit_nll_seconds']:.1f} s.
 <!-- core_speed:end -->"""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    start, end = "<!-- core_speed:start -->", "<!-- core_speed:end -->"
-    if start in text:
-        text = text[: text.index(start)] + table + text[text.index(end) + len(end):]
-    else:
-        text += "\n## aekit VAE vs a bare PyTorch loop (Fashion-MNIST)\n\n" + table + "\n"
-    path.write_text(text)
+    update_section(path, "core_speed", "aekit VAE vs a bare PyTorch loop (Fashion-MNIST)", table)
 
 
 if __name__ == "__main__":

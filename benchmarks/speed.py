@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 import aekit
+from aekit.bench import update_section
 
 HERE = Path(__file__).resolve().parent
 CONFIGS = {
@@ -144,7 +145,8 @@ def main() -> None:
     report = summarise(results, full, args)
     print(report)
     if args.write:
-        write_section(Path(args.write), report)
+        update_section(args.write, "speed",
+                       "Training speed: aekit, a bare loop and pythae (Fashion-MNIST)", report)
 
 
 def summarise(results: dict, full: dict | None, args: argparse.Namespace) -> str:
@@ -179,16 +181,6 @@ def summarise(results: dict, full: dict | None, args: argparse.Namespace) -> str
                      f"model): {full['nll_k1000_full']:.2f} nats in {full['seconds']:.1f} s.")
     lines.append("<!-- speed:end -->")
     return "\n".join(lines)
-
-
-def write_section(path: Path, table: str) -> None:
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    start, end = "<!-- speed:start -->", "<!-- speed:end -->"
-    if start in text:
-        text = text[: text.index(start)] + table + text[text.index(end) + len(end):]
-    else:
-        text += "\n## Training speed: aekit, a bare loop and pythae (Fashion-MNIST)\n\n" + table + "\n"
-    path.write_text(text)
 
 
 if __name__ == "__main__":

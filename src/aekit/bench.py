@@ -37,7 +37,6 @@ SETTINGS = {
     "full": {"data": "fashion-mnist", "max_iter": 50, "hidden_layer_sizes": (512, 256),
              "k": 1000, "n_test": None, "n_train": None},
 }
-START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 
 def _fit(name: str, X: np.ndarray, y: np.ndarray, n_components: int, s: dict) -> Any:
@@ -95,7 +94,8 @@ def _f(value: Any, fmt: str = ".3f") -> str:
 
 
 def render(mode: str, s: dict, rows: list[dict], codes: list, seconds: float) -> str:
-    lines = [START, f"Command: `aekit bench{' --quick' if mode == 'quick' else ''} --write "
+    quick = " --quick" if mode == "quick" else ""
+    lines = ["<!-- bench:start -->", f"Command: `aekit bench{quick} --write "
              f"BENCHMARKS.md` ({s['data']}, {seconds / 60:.1f} min). Machine: "
              f"{platform.machine()}, {torch.get_num_threads()} threads; torch {torch.__version__};"
              f" aekit {__version__}; {time.strftime('%Y-%m-%d')}.", "",
@@ -127,7 +127,7 @@ def render(mode: str, s: dict, rows: list[dict], codes: list, seconds: float) ->
               "training codes, scored on test codes) and trustworthiness (k=5) of the test codes.",
               "", "| method | 1-NN acc | trustworthiness |", "|---|---|---|"]
     lines += [f"| {name} | {acc:.3f} | {tw:.3f} |" for name, acc, tw in codes]
-    lines.append(END)
+    lines.append("<!-- bench:end -->")
     return "\n".join(lines)
 
 
@@ -145,12 +145,19 @@ def run(mode: str = "quick", write: str | None = None, log: Any = print) -> str:
     codes = codes_2d_table(s, X, y, X_test, y_test, log)
     text = render(mode, s, rows, codes, time.perf_counter() - start)
     if write:
-        path = Path(write)
-        old = path.read_text() if path.exists() else "# Benchmarks\n"
-        if START in old:
-            new = old[: old.index(START)] + text + old[old.index(END) + len(END):]
-        else:
-            title = "\n## Every model as a density, a manifold and a generator\n\n"
-            new = old + title + text + "\n"
-        path.write_text(new)
+        update_section(write, "bench", "Every model as a density, a manifold and a generator",
+                       text)
     return text
+
+
+def update_section(path: str | Path, name: str, title: str, text: str) -> None:
+    """Replace the ``<!-- name:start -->`` ... ``<!-- name:end -->`` block of a markdown
+    file with ``text`` (which carries those markers), or append it under ``## title``."""
+    path = Path(path)
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    old = path.read_text() if path.exists() else "# Benchmarks\n"
+    if start in old:
+        new = old[: old.index(start)] + text + old[old.index(end) + len(end):]
+    else:
+        new = old + f"\n## {title}\n\n" + text + "\n"
+    path.write_text(new)
