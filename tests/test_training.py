@@ -170,3 +170,13 @@ def test_fixed_binarization_of_a_test_set_is_reproducible(digits):
     a, b = aekit.datasets.binarize(X, random_state=0), aekit.datasets.binarize(X, random_state=0)
     np.testing.assert_array_equal(a, b)
     assert abs(a.mean() - X.mean()) < 0.01
+
+
+def test_a_checkpoint_with_other_labels_is_refused(digits, tmp_path):
+    X, y = digits
+    aekit.CVAE(**SMALL).fit(X, y, checkpoint_dir=tmp_path)
+    with pytest.raises(ValueError, match="belongs to another run.*labels_sha256"):
+        aekit.CVAE(**SMALL).fit(X, y[::-1], checkpoint_dir=tmp_path, resume=True)
+    resumed = aekit.CVAE(**{**SMALL, "max_iter": 6}).fit(X, y, checkpoint_dir=tmp_path,
+                                                         resume=True)
+    assert resumed.n_iter_ == 6

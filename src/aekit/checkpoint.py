@@ -50,10 +50,11 @@ def data_fingerprint(x: torch.Tensor) -> str:
     return hashlib.sha256(x.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
 
 
-def _run_identity(est: Any, x: torch.Tensor) -> dict[str, Any]:
+def _run_identity(est: Any, x: torch.Tensor, y: torch.Tensor | None) -> dict[str, Any]:
     params = {k: v for k, v in _jsonable(est.get_params()).items() if k not in RESUMABLE_CHANGES}
     return {"class": type(est).__name__, "params": params, "input_shape": list(est.input_shape_),
-            "n_samples": int(x.shape[0]), "data_sha256": data_fingerprint(x)}
+            "n_samples": int(x.shape[0]), "data_sha256": data_fingerprint(x),
+            "labels_sha256": None if y is None else data_fingerprint(y)}
 
 
 def _optimizer_tensors(optimizers: list[torch.optim.Optimizer]) -> tuple[dict, list]:
@@ -91,8 +92,8 @@ def _restore_optimizers(optimizers: list[torch.optim.Optimizer], meta: list,
 
 
 def save_checkpoint(directory: str | os.PathLike, est: Any, x: torch.Tensor,
-                    optimizers: list[torch.optim.Optimizer], rng_states: list[torch.Tensor],
-                    state: LoopState) -> None:
+                    y: torch.Tensor | None, optimizers: list[torch.optim.Optimizer],
+                    rng_states: list[torch.Tensor], state: LoopState) -> None:
     """Write the run's state atomically to ``directory/checkpoint.safetensors``.
 
     ``rng_states`` holds the noise generator state of every rank (one without DDP)."""
@@ -106,7 +107,7 @@ def save_checkpoint(directory: str | os.PathLike, est: Any, x: torch.Tensor,
     for rank, rng in enumerate(rng_states):
         tensors[f"rng.noise.{rank}"] = rng.cpu()
     meta = {
-        "format": FORMAT, "run": _run_identity(est, x), "epoch": state.epoch,
+        "format": FORMAT, "run": _run_identity(est, x, y), "epoch": state.epoch,
         "history": state.history, "best": state.best if math.isfinite(state.best) else None,
         "stall": state.stall, "stopped": state.stopped, "optimizers": opt_meta,
     }
@@ -115,7 +116,8 @@ def save_checkpoint(directory: str | os.PathLike, est: Any, x: torch.Tensor,
 
 
 def load_checkpoint(directory: str | os.PathLike, est: Any, x: torch.Tensor,
-                    optimizers: list[torch.optim.Optimizer], generator: torch.Generator,
+                    y: torch.Tensor | None, optimizers: list[torch.optim.Optimizer],
+                    generator: torch.Generator,
                     rank: int = 0, world_size: int = 1) -> LoopState | None:
     """Restore a run from ``directory`` into ``est``, ``optimizers`` and ``generator``.
 
@@ -134,9 +136,9 @@ def load_checkpoint(directory: str | os.PathLike, est: Any, x: torch.Tensor,
     except (SafetensorError, OSError, KeyError, ValueError) as exc:
         raise ValueError(f"{str(path)!r} is not a readable aekit checkpoint ({exc}); delete it "
                          "or choose another checkpoint_dir") from None
-    mine, theirs = _run_identity(est, x), meta["run"]
-    for key in ("class", "input_shape", "n_samples", "data_sha256", "params"):
-        if mine[key] != theirs[key]:
+    mine, theirs = _run_identity(est, x, y), meta["run"]
+    for key in ("class", "input_shape", "n_samples", "data_sha256", "labels_sha256", "params"):
+        if mine[key] != theirs.get(key):
             if key == "params":
                 diff = sorted(k for k in set(mine[key]) | set(theirs[key])
                               if mine[key].get(k) != theirs[key].get(k))

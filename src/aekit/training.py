@@ -235,7 +235,7 @@ def fit_loop(est: BaseAutoencoder, x: Tensor, y: Tensor | None, noise: torch.Gen
     optimizers = list(configured) if isinstance(configured, (list, tuple)) else [configured]
     state = LoopState()
     if resume and checkpoint_dir is not None:
-        state = load_checkpoint(checkpoint_dir, est, x, optimizers, noise, world.rank,
+        state = load_checkpoint(checkpoint_dir, est, x, y, optimizers, noise, world.rank,
                                 world.size) or state
     monitor = "val_loss" if x_val is not None else "loss"
     last_good = _snapshot(est.module_)
@@ -245,7 +245,7 @@ def fit_loop(est: BaseAutoencoder, x: Tensor, y: Tensor | None, noise: torch.Gen
         if checkpoint_dir is not None:
             rng_states = distributed.all_gather_bytes(noise.get_state(), world)
             if world.is_main:
-                save_checkpoint(checkpoint_dir, est, x, optimizers, rng_states, state)
+                save_checkpoint(checkpoint_dir, est, x, y, optimizers, rng_states, state)
 
     with _progress(est, world) as bar:
         task = None
