@@ -293,15 +293,25 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         if not distributed.all_finite(out.total, self.__dict__.get("_world", distributed.World())):
             terms["loss"] = terms["loss"] * float("nan")   # non-finite on some rank: all skip
             return terms
-        scaler = getattr(self, "_scaler", None)
+        self._backward_step(to_minimise, optimizer)
+        self._update_scaler()
+        return terms
+
+    def _backward_step(self, objective: Tensor, optimizer: Any) -> None:
+        """Backpropagate ``objective`` and step ``optimizer``, through the fp16 gradient
+        scaler when ``precision="16-mixed"`` (call ``_update_scaler`` once per step)."""
+        scaler = self.__dict__.get("_scaler")
         if scaler is None:
-            to_minimise.backward()
+            objective.backward()
             optimizer.step()
         else:
-            scaler.scale(to_minimise).backward()
+            scaler.scale(objective).backward()
             scaler.step(optimizer)
+
+    def _update_scaler(self) -> None:
+        scaler = self.__dict__.get("_scaler")
+        if scaler is not None:
             scaler.update()
-        return terms
 
     def _randn(self, *shape: int) -> Tensor:
         """Standard normal noise from the training generator (only valid inside ``fit``)."""

@@ -199,18 +199,11 @@ class AAE(AE):
             # no update at all; the sum reports whichever of the two is non-finite
             out["loss"] = (loss + d_loss).detach()
             return out
-        scaler = getattr(self, "_scaler", None)
         for objective, opt in ((loss, autoencoder_opt), (d_loss, discriminator_opt)):
             # also drops the generator term's gradient on the discriminator's weights
             opt.zero_grad(set_to_none=True)
-            if scaler is None:
-                objective.backward()
-                opt.step()
-            else:
-                scaler.scale(objective).backward()
-                scaler.step(opt)
-        if scaler is not None:
-            scaler.update()
+            self._backward_step(objective, opt)
+        self._update_scaler()
         return out
 
     def _sample_latent(self, n_samples: int, generator: torch.Generator) -> Tensor:

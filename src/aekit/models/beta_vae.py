@@ -103,12 +103,10 @@ class BetaVAE(VAE):
         "free_bits": [Interval(Real, 0, None, closed="left")],
     }
 
-    # beta and n_importance_samples are repeated here because scikit-learn reads the
-    # parameters from this signature, which only adds BaseAutoencoder's to our own.
+    # beta is repeated for its own default (4, as in Higgins et al.)
     def __init__(self, n_components=2, *, beta=4.0, kl_schedule="constant", warmup_epochs=10,
-                 free_bits=0.0, n_importance_samples=100, **kwargs):
-        super().__init__(n_components, beta=beta, n_importance_samples=n_importance_samples,
-                         **kwargs)
+                 free_bits=0.0, **kwargs):
+        super().__init__(n_components, beta=beta, **kwargs)
         self.kl_schedule = kl_schedule
         self.warmup_epochs = warmup_epochs
         self.free_bits = free_bits

@@ -253,10 +253,8 @@ class CVAE(ConditionalVAE):
         "condition": [StrOptions(set(CONDITIONS))],
     }
 
-    def __init__(self, n_components=2, *, condition="auto", beta=1.0, n_importance_samples=100,
-                 **kwargs):
-        super().__init__(n_components, beta=beta, n_importance_samples=n_importance_samples,
-                         **kwargs)
+    def __init__(self, n_components=2, *, condition="auto", **kwargs):
+        super().__init__(n_components, **kwargs)
         self.condition = condition
 
     # ------------------------------------------------------------ conditions

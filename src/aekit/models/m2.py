@@ -108,10 +108,8 @@ class M2(ClassifierMixin, ConditionalVAE):
         "classification_weight": [Interval(Real, 0, None, closed="left")],
     }
 
-    def __init__(self, n_components=2, *, classification_weight=1.0, beta=1.0,
-                 n_importance_samples=100, **kwargs):
-        super().__init__(n_components, beta=beta, n_importance_samples=n_importance_samples,
-                         **kwargs)
+    def __init__(self, n_components=2, *, classification_weight=1.0, **kwargs):
+        super().__init__(n_components, **kwargs)
         self.classification_weight = classification_weight
 
     # ---------------------------------------------------------------- labels

@@ -86,12 +86,8 @@ class VampPriorVAE(VAE):
         "n_pseudo_inputs": [Interval(Integral, 1, None, closed="left")],
     }
 
-    # beta and n_importance_samples are repeated here because scikit-learn reads the
-    # parameters from this signature, which only adds BaseAutoencoder's to our own.
-    def __init__(self, n_components=2, *, n_pseudo_inputs=50, beta=1.0,
-                 n_importance_samples=100, **kwargs):
-        super().__init__(n_components, beta=beta, n_importance_samples=n_importance_samples,
-                         **kwargs)
+    def __init__(self, n_components=2, *, n_pseudo_inputs=50, **kwargs):
+        super().__init__(n_components, **kwargs)
         self.n_pseudo_inputs = n_pseudo_inputs
 
     def _build(self, input_shape: tuple[int, ...]) -> nn.Module:
