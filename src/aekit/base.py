@@ -43,9 +43,10 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from . import distributed
+from . import distributed, streaming
 from .distributions import LIKELIHOODS, get_likelihood
 from .nn import ACTIVATIONS, ARCHITECTURES, build_decoder, build_encoder
+from .sources import Source
 from .training import (
     ON_NAN,
     PRECISIONS,
@@ -261,6 +262,9 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     #: where it is the decoder log-likelihood at the code).
     _score_is_density: bool = True
 
+    #: why this model cannot train on streamed data (None: it can).
+    _streaming_unsupported: str | None = None
+
     #: parameters of the parent class that this model does not have.
     _excluded_params: tuple[str, ...] = ()
 
@@ -320,8 +324,16 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
 
     # ------------------------------------------------------------ validation
 
-    def _validate_X(self, X: Any, *, reset: bool) -> np.ndarray:
-        """float32 rows ``(n, D)``; sets ``input_shape_`` and ``n_features_in_`` on reset."""
+    def _validate_X(self, X: Any, *, reset: bool) -> Any:
+        """float32 rows ``(n, D)``; sets ``input_shape_`` and ``n_features_in_`` on reset.
+
+        After fitting, data to stream (a source, a path, a memory map larger than the
+        memory budget) come back as a :class:`~aekit.streaming.CheckedSource`, read and
+        checked a chunk at a time."""
+        if not reset:
+            X = streaming.resolve(X)
+            if isinstance(X, Source):
+                return streaming.CheckedSource(X, self.input_shape_, type(self).__name__)
         shape = getattr(X, "shape", None)
         if (not reset and shape is not None and len(shape) >= 2 and hasattr(self, "input_shape_")
                 and (len(shape) > 2 or len(self.input_shape_) > 1)
@@ -342,8 +354,12 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
                              f"{tuple(self.input_shape_)}")
         return X.reshape(len(X), -1)
 
-    def _check_support(self, X: np.ndarray) -> None:
-        LIKELIHOODS.lookup(self.likelihood)(X.shape[1]).check_support(X)
+    def _check_support(self, X: Any) -> None:
+        check = LIKELIHOODS.lookup(self.likelihood)(X.shape[1]).check_support
+        if isinstance(X, streaming.CheckedSource):
+            X.checks.append(check)      # checked chunk by chunk as the rows are read
+        else:
+            check(X)
 
     def _check_hyperparameters(self) -> None:
         sizes = self.hidden_layer_sizes
@@ -357,12 +373,16 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     # ---------------------------------------------------------------- fitting
 
     def fit(self, X: Any, y: Any = None, *, checkpoint_dir: str | None = None,
-            checkpoint_every: int = 1, resume: bool = False) -> BaseAutoencoder:
+            checkpoint_every: int = 1, resume: bool = False,
+            memory_budget: int | str | None = None) -> BaseAutoencoder:
         """Train on ``X`` (rows, or images of shape (n, H, W) / (n, C, H, W)).
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features) or image-shaped
+        X : array-like of shape (n_samples, n_features) or image-shaped, or data to stream
+            A :class:`~aekit.sources.Source`, a path (``.npy``, ``.parquet`` file or folder,
+            a folder of images) or a ``np.memmap``: read whole when it fits in
+            ``memory_budget``, streamed from disk otherwise (see :mod:`aekit.streaming`).
         y : ignored for unsupervised models.
         checkpoint_dir : str, optional
             Folder for ``checkpoint.safetensors``, written every ``checkpoint_every``
@@ -372,6 +392,10 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             Continue from the checkpoint in ``checkpoint_dir`` (start afresh when there is
             none). On CPU the result is bit-identical to an uninterrupted run. A checkpoint
             of another model, other parameters or other data is refused.
+        memory_budget : int or str, optional
+            Bytes (or e.g. ``"2G"``) that data may take in memory; larger data are
+            streamed, and the budget bounds the shuffle buffer. Default: a quarter of
+            this machine's memory.
 
         Returns
         -------
@@ -384,14 +408,17 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
                              f"got {checkpoint_every!r}")
         if resume and checkpoint_dir is None:
             raise ValueError("resume=True needs the checkpoint_dir to resume from")
+        budget = streaming.memory_budget(memory_budget)
         for attr in [a for a in vars(self) if a.endswith("_") and not a.startswith("_")]:
             delattr(self, attr)     # a refit starts clean; a refused fit leaves it unfitted
         try:
-            X = self._validate_X(X, reset=True)
-            self._check_support(X)
-            if self.binarize == "dynamic" and X.size and (X.min() < 0 or X.max() > 1):
-                raise ValueError(f"binarize='dynamic' draws Bernoulli pixels from grey levels "
-                                 f"in [0, 1]; the data range over [{X.min():g}, {X.max():g}]")
+            data = streaming.resolve(X, budget)
+            if isinstance(data, Source):
+                fingerprint = self._validate_source(data, checkpoint_dir is not None)
+            else:
+                X = self._validate_X(data, reset=True)
+                self._check_support(X)
+                self._check_binarize(X)
             device = distributed.local_device(resolve_device(self.device))
             world = distributed.setup(device)
             self._check_distributed(world)
@@ -408,7 +435,12 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         self.module_ = module.to(device)
         noise = torch.Generator(device=device).manual_seed(int(seeds[1]))
         split = torch.Generator(device=device).manual_seed(int(seeds[2]))
-        x = torch.as_tensor(np.ascontiguousarray(X), device=device)
+        if isinstance(data, Source):
+            # the loop holds at most about two shuffle buffers of rows
+            x = streaming.StreamedRows(data, device, budget // (3 * data.row_bytes))
+            x.sha256 = fingerprint
+        else:
+            x = torch.as_tensor(np.ascontiguousarray(X), device=device)
         self._generator = noise
         if self.precision == "16-mixed":
             self._scaler = torch.amp.GradScaler(device.type)
@@ -421,7 +453,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             device_ids = [device] if device.type == "cuda" else None
             self._ddp = DistributedDataParallel(distributed.LossModule(self), device_ids=device_ids)
         try:
-            y_tensor = self._labels_tensor(y, len(X), device)
+            y_tensor = self._labels_tensor(y, x.shape[0], device)
             self._pretrain(x, y_tensor)
             fit_loop(self, x, y_tensor, noise, split,
                      checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
@@ -432,6 +464,37 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         with torch.inference_mode():
             self._after_fit(x)
         return self
+
+    def _check_binarize(self, X: np.ndarray) -> None:
+        if self.binarize == "dynamic" and X.size and (X.min() < 0 or X.max() > 1):
+            raise ValueError(f"binarize='dynamic' draws Bernoulli pixels from grey levels "
+                             f"in [0, 1]; the data range over [{X.min():g}, {X.max():g}]")
+
+    def _validate_source(self, source: Source, fingerprint: bool) -> str | None:
+        """Check data to stream in one pass (finite, in the likelihood's support) and set
+        ``input_shape_`` / ``n_features_in_``. Returns the data's SHA-256 when asked."""
+        name = type(self).__name__
+        if self._streaming_unsupported:
+            raise ValueError(f"{name} cannot train on streamed data: "
+                             f"{self._streaming_unsupported}. Load the data into memory "
+                             "(a larger memory_budget) or use another model")
+        if len(source.row_shape) > 3:
+            raise ValueError(f"expected rows (n, D) or images (n, H, W) / (n, C, H, W); got "
+                             f"rows of shape {source.row_shape}")
+        n_features = math.prod(source.row_shape)
+        check_support = LIKELIHOODS.lookup(self.likelihood)(n_features).check_support
+
+        def check(rows: np.ndarray) -> None:
+            check_support(rows)
+            self._check_binarize(rows)
+
+        digest = streaming.scan(source, check, fingerprint)
+        if source.n_rows < 2:
+            raise ValueError(f"n_samples={source.n_rows} while a minimum of 2 is required "
+                             f"by {name}")
+        self.input_shape_ = tuple(int(s) for s in source.row_shape)
+        self.n_features_in_ = n_features
+        return digest
 
     def _check_distributed(self, world: distributed.World) -> None:
         if world.size == 1:
@@ -453,20 +516,22 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     def _device(self) -> torch.device:
         return next(self.module_.parameters()).device
 
-    def _map_rows(self, X: np.ndarray, fn: Any, draws: int = 1,
+    def _map_rows(self, X: Any, fn: Any, draws: int = 1,
                   others: tuple[np.ndarray, ...] = ()) -> np.ndarray:
         """Apply ``fn(x, *others)`` to chunks of rows under inference mode; concatenate as
-        numpy. ``others`` are arrays aligned with ``X`` (e.g. labels), chunked alongside."""
+        numpy. ``X`` is an array or a streamed source; ``others`` are arrays aligned with
+        ``X`` (e.g. labels), chunked alongside."""
         per_row = 4 * draws * (X.shape[1] * 4 + sum(self.hidden_layer_sizes) + 1)
         chunk = max(1, min(len(X), EVAL_MEMORY_BUDGET // per_row))
         device = self._device()
         self.module_.eval()
-        out = []
+        out, start = [], 0
         with torch.inference_mode(), autocast(self.precision, device):
-            for start in range(0, len(X), chunk):
-                x = torch.as_tensor(X[start:start + chunk], device=device)
-                rest = [torch.as_tensor(o[start:start + chunk], device=device) for o in others]
+            for rows in streaming.row_chunks(X, chunk):
+                x = torch.as_tensor(rows, device=device)
+                rest = [torch.as_tensor(o[start:start + len(x)], device=device) for o in others]
                 out.append(fn(x, *rest).float().cpu().numpy())
+                start += len(x)
         return np.concatenate(out)
 
     def _eval_noise(self, n_draws: int | None = None) -> Tensor:

@@ -45,16 +45,24 @@ class LoopState:
     stopped: bool = False
 
 
-def data_fingerprint(x: torch.Tensor) -> str:
-    """SHA-256 of the training rows: a resumed run must see exactly the same data."""
+#: the row order of in-memory data and of streams with random access
+PERMUTATION = "permutation"
+
+
+def data_fingerprint(x: Any) -> str:
+    """SHA-256 of the training rows as float32 (a device tensor, or streamed rows): a
+    resumed run must see exactly the same data."""
+    if hasattr(x, "fingerprint"):
+        return x.fingerprint()
     return hashlib.sha256(x.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
 
 
-def _run_identity(est: Any, x: torch.Tensor, y: torch.Tensor | None) -> dict[str, Any]:
+def _run_identity(est: Any, x: Any, y: torch.Tensor | None) -> dict[str, Any]:
     params = {k: v for k, v in _jsonable(est.get_params()).items() if k not in RESUMABLE_CHANGES}
     return {"class": type(est).__name__, "params": params, "input_shape": list(est.input_shape_),
             "n_samples": int(x.shape[0]), "data_sha256": data_fingerprint(x),
-            "labels_sha256": None if y is None else data_fingerprint(y)}
+            "labels_sha256": None if y is None else data_fingerprint(y),
+            "order": getattr(x, "order", PERMUTATION)}
 
 
 def _optimizer_tensors(optimizers: list[torch.optim.Optimizer]) -> tuple[dict, list]:
@@ -91,7 +99,7 @@ def _restore_optimizers(optimizers: list[torch.optim.Optimizer], meta: list,
         opt.load_state_dict({"state": state, "param_groups": groups})
 
 
-def save_checkpoint(directory: str | os.PathLike, est: Any, x: torch.Tensor,
+def save_checkpoint(directory: str | os.PathLike, est: Any, x: Any,
                     y: torch.Tensor | None, optimizers: list[torch.optim.Optimizer],
                     rng_states: list[torch.Tensor], state: LoopState) -> None:
     """Write the run's state atomically to ``directory/checkpoint.safetensors``.
@@ -115,7 +123,7 @@ def save_checkpoint(directory: str | os.PathLike, est: Any, x: torch.Tensor,
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"aekit": json.dumps(meta)}))
 
 
-def load_checkpoint(directory: str | os.PathLike, est: Any, x: torch.Tensor,
+def load_checkpoint(directory: str | os.PathLike, est: Any, x: Any,
                     y: torch.Tensor | None, optimizers: list[torch.optim.Optimizer],
                     generator: torch.Generator,
                     rank: int = 0, world_size: int = 1) -> LoopState | None:
@@ -136,8 +144,9 @@ def load_checkpoint(directory: str | os.PathLike, est: Any, x: torch.Tensor,
     except (SafetensorError, OSError, KeyError, ValueError) as exc:
         raise ValueError(f"{str(path)!r} is not a readable aekit checkpoint ({exc}); delete it "
                          "or choose another checkpoint_dir") from None
-    mine, theirs = _run_identity(est, x, y), meta["run"]
-    for key in ("class", "input_shape", "n_samples", "data_sha256", "labels_sha256", "params"):
+    mine, theirs = _run_identity(est, x, y), {"order": PERMUTATION, **meta["run"]}
+    for key in ("class", "input_shape", "n_samples", "data_sha256", "labels_sha256", "params",
+                "order"):
         if mine[key] != theirs.get(key):
             if key == "params":
                 diff = sorted(k for k in set(mine[key]) | set(theirs[key])

@@ -50,6 +50,7 @@ from .metrics import (
     trustworthiness,
 )
 from .models.ae import AE
+from .streaming import row_chunks
 from .training import autocast
 
 #: trustworthiness and continuity cost O(n^2): they use a fixed subset of this many rows.
@@ -105,12 +106,14 @@ def _pair_bytes(model: Any) -> int:
     return 4 * (4 * math.prod(model.input_shape_) + sum(model.hidden_layer_sizes) + 1)
 
 
-def _chunks(model: Any, X: np.ndarray, C: tuple[np.ndarray, ...], rows: int):
+def _chunks(model: Any, X: Any, C: tuple[np.ndarray, ...], rows: int):
     """``(x, c)`` tensors on the model's device, ``rows`` rows at a time."""
     device = model._device()
-    for start in range(0, len(X), rows):
-        yield (torch.as_tensor(X[start:start + rows], device=device),
-               tuple(torch.as_tensor(c[start:start + rows], device=device) for c in C))
+    start = 0
+    for x in row_chunks(X, rows):
+        yield (torch.as_tensor(x, device=device),
+               tuple(torch.as_tensor(c[start:start + len(x)], device=device) for c in C))
+        start += len(x)
 
 
 def _noise(model: Any, n_draws: int, random_state: Any) -> Tensor:

@@ -25,6 +25,7 @@ from torch import Tensor
 
 from . import distributed
 from .checkpoint import LoopState, load_checkpoint, save_checkpoint
+from .streaming import StreamedRows, iter_batches
 
 if TYPE_CHECKING:
     from .base import BaseAutoencoder
@@ -111,7 +112,7 @@ def default_optimizer(params: Any, learning_rate: float) -> torch.optim.Optimize
         return torch.optim.Adam(params, lr=learning_rate)
 
 
-def _split(est: BaseAutoencoder, x: Tensor, y: Tensor | None, generator: torch.Generator):
+def _split(est: BaseAutoencoder, x: Any, y: Tensor | None, generator: torch.Generator):
     """Hold out ``validation_fraction`` of the rows when early stopping is on."""
     if not est.early_stopping:
         return x, y, None, None
@@ -124,46 +125,72 @@ def _split(est: BaseAutoencoder, x: Tensor, y: Tensor | None, generator: torch.G
             "use more data, another validation_fraction, or early_stopping=False")
     perm = torch.randperm(n, generator=generator, device=generator.device)
     tr, va = perm[n_val:], perm[:n_val]
+    y_tr, y_va = (None, None) if y is None else (y[tr], y[va])
+    if isinstance(x, StreamedRows):             # views; rows are read when used
+        x_tr, x_val = x.subset(tr), x.subset(va)
+        if est.binarize == "dynamic":           # a fixed binarization of each chunk
+            x_val.binarize_seed = int(torch.randint(2**31 - 1, (1,), generator=generator,
+                                                    device=generator.device))
+        return x_tr, y_tr, x_val, y_va
     x_val = x[va]
     if est.binarize == "dynamic":               # validation rows: binarized once
         x_val = torch.bernoulli(x_val, generator=generator)
-    return x[tr], None if y is None else y[tr], x_val, None if y is None else y[va]
+    return x[tr], y_tr, x_val, y_va
 
 
-def _train_epoch(est: BaseAutoencoder, x: Tensor, y: Tensor | None, optimizer: Any,
+def _steps(est: BaseAutoencoder, perm: Tensor, world: distributed.World
+           ) -> list[tuple[Tensor, int, float]]:
+    """``(rows of this rank, rows of the global minibatch it accounts for, loss weight)``
+    for each minibatch of the epoch order ``perm``."""
+    n = len(perm)
+    batch_size = min(est.batch_size, n)
+    steps = []
+    for start in range(0, n, batch_size):
+        idx = perm[start:start + batch_size]
+        if world.size == 1:
+            steps.append((idx, len(idx), 1.0))
+            continue
+        shard = idx[world.rank::world.size]     # this rank's share of the global minibatch
+        weight = len(shard) * world.size / len(idx)
+        if len(shard) == 0:                     # a last batch smaller than the world
+            shard, weight = idx[:1], 0.0
+        steps.append((shard, int(weight * len(idx) / world.size), weight))
+    return steps
+
+
+def _train_epoch(est: BaseAutoencoder, x: Any, y: Tensor | None, optimizer: Any,
                  generator: torch.Generator) -> tuple[dict[str, float], tuple[int, float] | None]:
     """One pass over ``x``. Returns the mean terms, and ``(step, loss)`` of a non-finite
     loss that must stop training (None when the epoch went through)."""
-    n = x.shape[0]
-    batch_size = min(est.batch_size, n)
     world = est.__dict__.get("_world", distributed.World())
     ddp = est.__dict__.get("_ddp")
-    perm = torch.randperm(n, generator=generator, device=generator.device)
+    if isinstance(x, StreamedRows):
+        perm = x.epoch_order(generator)
+    else:
+        perm = torch.randperm(x.shape[0], generator=generator, device=generator.device)
+    steps = _steps(est, perm, world)
     sums: dict[str, Tensor] = {}
     seen, skipped, bad = 0, 0, None
-    for step, start in enumerate(range(0, n, batch_size), start=1):
-        idx = perm[start:start + batch_size]
-        if world.size > 1:                      # this rank's share of the global minibatch
-            shard = idx[world.rank::world.size]
-            ddp.module.weight = len(shard) * world.size / len(idx)
-            if len(shard) == 0:                 # a last batch smaller than the world
-                shard, ddp.module.weight = idx[:1], 0.0
-            n_rows, idx = int(ddp.module.weight * len(idx) / world.size), shard
-        else:
-            n_rows = len(idx)
-        xb = x[idx]
-        if est.binarize == "dynamic":           # fresh binary pixels every epoch
-            xb = torch.bernoulli(xb, generator=generator)
-        terms = est._train_step(xb, None if y is None else y[idx], optimizer)
-        if not torch.isfinite(terms["loss"]):
-            bad = (step, float(terms["loss"]))
-            if est.on_nan != "skip_batch":
-                return {}, bad
-            skipped += 1
-            continue
-        seen += n_rows
-        for name, value in terms.items():
-            sums[name] = sums[name] + value * n_rows if name in sums else value * n_rows
+    batches = iter_batches(x, [idx for idx, _, _ in steps])
+    try:
+        for step, ((idx, n_rows, weight), xb) in enumerate(zip(steps, batches), start=1):
+            if ddp is not None:
+                ddp.module.weight = weight
+            if est.binarize == "dynamic":       # fresh binary pixels every epoch
+                xb = torch.bernoulli(xb, generator=generator)
+            terms = est._train_step(xb, None if y is None else y[idx.to(y.device)], optimizer)
+            if not torch.isfinite(terms["loss"]):
+                bad = (step, float(terms["loss"]))
+                if est.on_nan != "skip_batch":
+                    return {}, bad
+                skipped += 1
+                continue
+            seen += n_rows
+            for name, value in terms.items():
+                sums[name] = sums[name] + value * n_rows if name in sums else value * n_rows
+    finally:
+        if hasattr(batches, "close"):
+            batches.close()                     # stops the reading thread of a stream
     totals = distributed.all_reduce_sums({"_seen": seen, **{k: float(v) for k, v in sums.items()}},
                                          world)
     seen = int(totals.pop("_seen"))
@@ -215,7 +242,7 @@ def _snapshot(module: torch.nn.Module) -> dict[str, Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
-def fit_loop(est: BaseAutoencoder, x: Tensor, y: Tensor | None, noise: torch.Generator,
+def fit_loop(est: BaseAutoencoder, x: Tensor | StreamedRows, y: Tensor | None, noise: torch.Generator,
              split: torch.Generator, *, checkpoint_dir: str | None = None,
              checkpoint_every: int = 1, resume: bool = False) -> None:
     """Train ``est.module_`` on the device-resident rows ``x`` (and labels ``y``).

@@ -128,6 +128,8 @@ class StackedAE(AE):
                              "or 'auto' (image input is then flattened)")
         return super()._build((math.prod(input_shape),))
 
+    _streaming_unsupported = "greedy layer-wise pretraining holds every layer's codes in memory"
+
     def _pretrain(self, x: Tensor, y: Tensor | None) -> None:
         self._pretrain_history: dict[str, list[float]] = {}
         if self.pretrain_max_iter == 0:
