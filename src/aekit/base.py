@@ -493,7 +493,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             raise ValueError(f"n_samples={source.n_rows} while a minimum of 2 is required "
                              f"by {name}")
         self.input_shape_ = tuple(int(s) for s in source.row_shape)
-        self.n_features_in_ = n_features
+        self.n_features_in_ = self.input_shape_[0]      # as validate_data sets it for images
         return digest
 
     def _check_distributed(self, world: distributed.World) -> None:

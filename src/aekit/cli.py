@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 
 EXIT_USAGE = 2
+#: rows of streamed training data that a report after ``fit`` reads
+REPORT_ROWS = 10000
 
 
 class UserError(Exception):
@@ -75,10 +77,41 @@ def _make_model(name: str, params: dict[str, Any]) -> Any:
     return model.set_params(**params)
 
 
-def _load_data(source: str, split: str) -> tuple[np.ndarray, np.ndarray | None]:
-    from aekit import datasets
+def _load_data(source: str, split: str, memory_budget: str | None = None
+               ) -> tuple[Any, np.ndarray | None]:
+    """Rows and labels of a dataset or file. A ``.npy`` / ``.parquet`` file or a folder
+    larger than the memory budget comes back as a (flattened) source to stream."""
+    from aekit import datasets, sources, streaming
 
-    return datasets.load(source, split=split)
+    if source in datasets.list_datasets() or not sources.is_streamable(source):
+        return datasets.load(source, split=split)
+    try:
+        src = sources.Flattened(sources.open_source(source))
+        budget = sources.memory_budget(memory_budget)
+    except ImportError as exc:
+        raise UserError(str(exc)) from None
+    return streaming.resolve(src, budget), src.labels()
+
+
+def _n_rows(X: Any) -> int:
+    return X.n_rows if hasattr(X, "n_rows") else len(X)
+
+
+def _write_rows(path: str, fn: Any, X: Any) -> None:
+    """Write ``fn`` of the rows of ``X`` (an array or a source) to ``path`` (.npy or
+    .parquet) chunk by chunk; under torchrun the shards are computed by every process and
+    rank 0 writes them."""
+    from aekit import distributed, streaming
+
+    chunk = 65536
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        out = distributed.map_sharded(fn, X)
+        chunks = (out[a:a + chunk] for a in range(0, len(out), chunk))
+    else:
+        chunks = (fn(rows) for rows in streaming.iter_chunks(X, chunk))
+    if distributed.is_main_process():
+        streaming.write_rows(path, chunks, _n_rows(X),
+                             column_prefix="z" if fn.__name__ == "transform" else "log_p")
 
 
 def _write_npy(path: str, array: np.ndarray) -> None:
@@ -91,11 +124,12 @@ def _write_npy(path: str, array: np.ndarray) -> None:
     atomic_write(path, write)
 
 
-def _check_output(path: str, suffix: str) -> None:
+def _check_output(path: str, suffix: str | tuple[str, ...]) -> None:
     """Refuse a bad output path before any work is done."""
     p = Path(path)
-    if p.suffix != suffix:
-        raise UserError(f"output {path!r} should end in {suffix}")
+    suffixes = (suffix,) if isinstance(suffix, str) else suffix
+    if p.suffix not in suffixes:
+        raise UserError(f"output {path!r} should end in {' or '.join(suffixes)}")
     if not p.parent.exists():
         raise UserError(f"output folder {str(p.parent)!r} does not exist")
 
@@ -129,10 +163,10 @@ def cmd_fit(args: argparse.Namespace) -> None:
     if args.resume and args.checkpoint_dir is None:
         raise UserError("--resume needs --checkpoint-dir (the folder of the run to resume)")
     model = _make_model(args.model, params)
-    X, y = _load_data(args.data, args.split)
+    X, y = _load_data(args.data, args.split, args.memory_budget)
     start = time.perf_counter()
     model.fit(X, y, checkpoint_dir=args.checkpoint_dir, checkpoint_every=args.checkpoint_every,
-              resume=args.resume)
+              resume=args.resume, memory_budget=args.memory_budget)
     from aekit.distributed import is_main_process
 
     if not is_main_process():       # under torchrun only rank 0 writes and reports
@@ -142,13 +176,17 @@ def cmd_fit(args: argparse.Namespace) -> None:
         from aekit.report import write_report
 
         X_test, y_test = _test_split(args.data)
+        if hasattr(X, "n_rows"):        # streamed: the report reads the first rows
+            from aekit.streaming import head
+
+            X, y = head(X, REPORT_ROWS), None if y is None else y[:REPORT_ROWS]
         index = write_report(model, X, y, args.report, data_name=args.data, X_test=X_test,
                              y_test=y_test, training_seconds=time.perf_counter() - start)
         if not args.quiet:
             print(f"report: {index}")
     if not args.quiet:
         losses = model.history_.get("loss") or [float("nan")]
-        print(f"trained {type(model).__name__} on {len(X)} rows for {model.n_iter_} epochs in "
+        print(f"trained {type(model).__name__} on {_n_rows(X)} rows for {model.n_iter_} epochs in "
               f"{time.perf_counter() - start:.1f} s (final loss {losses[-1]:.4g}); "
               f"wrote {args.output}")
 
@@ -156,10 +194,10 @@ def cmd_fit(args: argparse.Namespace) -> None:
 def cmd_transform(args: argparse.Namespace) -> None:
     import aekit
 
-    _check_output(args.output, ".npy")
+    _check_output(args.output, (".npy", ".parquet"))
     model = aekit.load(args.model_file)
-    X, _ = _load_data(args.data, args.split)
-    _write_npy(args.output, model.transform(X))
+    X, _ = _load_data(args.data, args.split, args.memory_budget)
+    _write_rows(args.output, model.transform, X)
 
 
 def cmd_sample(args: argparse.Namespace) -> None:
@@ -174,31 +212,38 @@ def cmd_sample(args: argparse.Namespace) -> None:
 
 def cmd_score(args: argparse.Namespace) -> None:
     import aekit
+    from aekit import distributed, streaming
     from aekit.metrics import bits_per_dim
 
     model = aekit.load(args.model_file)
     if args.n_importance_samples is not None and "n_importance_samples" in model.get_params():
         model.set_params(n_importance_samples=args.n_importance_samples)
-    X, _ = _load_data(args.data, args.split)
-    ll = model.score_samples(X)
+    if args.output:
+        _check_output(args.output, (".npy", ".parquet"))
+    X, _ = _load_data(args.data, args.split, args.memory_budget)
+    ll = distributed.map_sharded(model.score_samples, X)
+    if args.output and distributed.is_main_process():
+        streaming.write_rows(args.output, iter([ll[:, None]]), len(ll), column_prefix="log_p")
     result = {
         "model": type(model).__name__,
         "data": args.data,
         "split": args.split,
-        "n_samples": int(len(X)),
+        "n_samples": int(len(ll)),
         "log_likelihood": float(np.mean(ll)),
         "log_likelihood_stderr": float(np.std(ll, ddof=1) / np.sqrt(len(ll)))
         if len(ll) > 1 else 0.0,
-        "bits_per_dim": float(bits_per_dim(np.mean(ll), X.shape[1])),
-        "elbo": float(np.mean(model.elbo(X))),
+        "bits_per_dim": float(bits_per_dim(np.mean(ll), int(np.prod(model.input_shape_)))),
+        "elbo": float(np.mean(distributed.map_sharded(model.elbo, X))),
         "is_density": bool(model._score_is_density),
     }
     if not model._score_is_density:     # log p(x | z = f(x)): no density, so no bits/dim
         result["bits_per_dim"] = None
+    if not distributed.is_main_process():
+        return
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        head = f"{result['model']} on {args.data} ({args.split}, {len(X)} rows): "
+        head = f"{result['model']} on {args.data} ({args.split}, {len(ll)} rows): "
         value = f"{result['log_likelihood']:.3f} +- {result['log_likelihood_stderr']:.3f} nats"
         if model._score_is_density:
             print(f"{head}log p(x) = {value}, {result['bits_per_dim']:.4f} bits/dim, "
@@ -283,8 +328,12 @@ def build_parser() -> argparse.ArgumentParser:
                    ).set_defaults(func=cmd_datasets)
 
     def data_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--data", required=True, help="dataset name or file (.npy .npz .csv IDX)")
+        p.add_argument("--data", required=True, help="dataset name, file (.npy .npz .csv IDX "
+                       ".parquet) or folder (of .parquet files or of images)")
         p.add_argument("--split", default="train", help="train, test or all (datasets only)")
+        p.add_argument("--memory-budget", metavar="BYTES", default=None,
+                       help="stream .npy/.parquet/image data larger than this (e.g. 2G); "
+                       "default: a quarter of this machine's memory")
 
     p = sub.add_parser("fit", help="train a model and save it")
     p.add_argument("model", help="model name, see 'aekit models'")
@@ -320,10 +369,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output-dir", required=True)
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("transform", help="write the codes of data to .npy")
+    p = sub.add_parser("transform", help="write the codes of data to .npy or .parquet")
     p.add_argument("model_file")
     data_args(p)
-    p.add_argument("-o", "--output", required=True, help=".npy file to write")
+    p.add_argument("-o", "--output", required=True, help=".npy or .parquet file to write")
     p.set_defaults(func=cmd_transform)
 
     p = sub.add_parser("sample", help="write samples from the model to .npy")
@@ -338,6 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_args(p)
     p.add_argument("-k", "--n-importance-samples", type=int, default=None)
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("-o", "--output", help="also write log p(x) of every row (.npy or .parquet)")
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("bench", help="measure every model and write the tables")

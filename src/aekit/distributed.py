@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import atexit
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
@@ -96,6 +99,53 @@ def all_gather_bytes(t: Tensor, world: World) -> list[Tensor]:
     out = [torch.empty_like(t) for _ in range(world.size)]
     dist.all_gather(out, t)
     return out
+
+
+def all_gather_rows(rows: np.ndarray, world: World) -> np.ndarray:
+    """Every rank's rows (any number each, the same trailing shape), concatenated in rank
+    order, on every rank."""
+    if world.size == 1:
+        return rows
+    device = (torch.device("cuda", torch.cuda.current_device())
+              if dist.get_backend() == "nccl" else torch.device("cpu"))
+    t = torch.as_tensor(np.ascontiguousarray(rows, dtype=np.float32), device=device)
+    counts = [torch.zeros(1, dtype=torch.int64, device=device) for _ in range(world.size)]
+    dist.all_gather(counts, torch.tensor([len(t)], device=device))
+    counts = [int(c) for c in counts]
+    padded = torch.zeros(max(counts), *t.shape[1:], device=device)
+    padded[:len(t)] = t
+    parts = [torch.empty_like(padded) for _ in range(world.size)]
+    dist.all_gather(parts, padded)
+    return np.concatenate([p[:c].cpu().numpy() for p, c in zip(parts, counts)])
+
+
+def map_sharded(fn: Callable[[Any], np.ndarray], X: Any, device: str = "auto") -> np.ndarray:
+    """``fn(X)`` computed in shards across the processes of ``torchrun`` and gathered in
+    row order on every rank; outside torch.distributed simply ``fn(X)``.
+
+    ``X`` is an array or a :class:`~aekit.sources.Source`; rank r takes the r-th of
+    ``world size`` contiguous runs of rows. ``fn`` must treat rows independently (as
+    ``transform`` and ``score_samples`` do). Every rank must call this (a collective).
+
+    Example (in a script run with ``torchrun --nproc_per_node=2``)::
+
+        codes = aekit.distributed.map_sharded(model.transform, X)
+    """
+    from .sources import RowRange, Source
+    from .training import resolve_device
+
+    world = setup(local_device(resolve_device(device)))
+    if world.size == 1:
+        return fn(X)
+    n = X.n_rows if isinstance(X, Source) else len(X)
+    cuts = np.linspace(0, n, world.size + 1).astype(np.int64)
+    a, b = int(cuts[world.rank]), int(cuts[world.rank + 1])
+    shard = RowRange(X, a, b) if isinstance(X, Source) else X[a:b]
+    mine = fn(shard) if b > a else None
+    if mine is None:        # an empty shard: learn the output's row shape from one row
+        probe = RowRange(X, 0, 1) if isinstance(X, Source) else X[:1]
+        mine = fn(probe)[:0]
+    return all_gather_rows(mine, world)
 
 
 class LossModule(nn.Module):

@@ -289,9 +289,12 @@ class ParquetSource(Source):
         return self._files[i].read_row_group(g, columns=columns)
 
     def read_block(self, b: int) -> np.ndarray:
+        import pyarrow as pa
+
         table = self._table(b, self.columns)
-        if len(self.columns) == 1 and table.schema.field(0).type.num_fields == 0 \
-                and hasattr(table.column(0).type, "value_type"):
+        kind = table.schema.field(0).type
+        if len(self.columns) == 1 and (pa.types.is_list(kind) or pa.types.is_large_list(kind)
+                                       or pa.types.is_fixed_size_list(kind)):
             values = table.column(0).combine_chunks()       # one list column: a row vector
             flat = values.flatten().to_numpy(zero_copy_only=False)
             return as_float32(flat.reshape(len(table), -1))
@@ -447,6 +450,62 @@ class BatchSource(Source):
     def iter_blocks(self) -> Iterator[np.ndarray]:
         self._it = None
         return super().iter_blocks()
+
+
+class Flattened(Source):
+    """Another source's rows as flat vectors ``(D,)`` (what the CLI trains on)."""
+
+    def __init__(self, inner: Source) -> None:
+        self.inner = inner
+        self.row_shape = (math.prod(inner.row_shape),)
+        self.random_access, self.seekable = inner.random_access, inner.seekable
+        self.bounds = inner.bounds
+
+    def read_block(self, b: int) -> np.ndarray:
+        block = self.inner.read_block(b)
+        return block.reshape(len(block), -1)
+
+    def read_rows(self, rows: np.ndarray) -> np.ndarray:
+        out = self.inner.read_rows(rows)
+        return out.reshape(len(out), -1)
+
+    def iter_blocks(self) -> Iterator[np.ndarray]:
+        return (block.reshape(len(block), -1) for block in self.inner.iter_blocks())
+
+    def labels(self) -> np.ndarray | None:
+        return self.inner.labels()
+
+
+class RowRange(Source):
+    """Rows ``start:stop`` of another source (e.g. one process's shard)."""
+
+    def __init__(self, inner: Source, start: int, stop: int) -> None:
+        self.inner, self.start, self.stop = inner, int(start), int(stop)
+        self.row_shape = inner.row_shape
+        self.random_access, self.seekable = inner.random_access, inner.seekable
+        cuts = inner.bounds[(inner.bounds > self.start) & (inner.bounds < self.stop)]
+        self.bounds = np.r_[self.start, cuts, self.stop].astype(np.int64) - self.start
+        self._first = int(np.searchsorted(inner.bounds, self.start, side="right")) - 1
+
+    def read_block(self, b: int) -> np.ndarray:
+        a, z = int(self.bounds[b]) + self.start, int(self.bounds[b + 1]) + self.start
+        inner_b = self._first + b
+        block = self.inner.read_block(inner_b)
+        first = int(self.inner.bounds[inner_b])
+        return block[a - first:z - first]
+
+    def read_rows(self, rows: np.ndarray) -> np.ndarray:
+        return self.inner.read_rows(np.asarray(rows, dtype=np.int64) + self.start)
+
+
+def is_streamable(data: Any) -> bool:
+    """Whether :func:`open_source` takes ``data``."""
+    if isinstance(data, (Source, np.memmap)):
+        return True
+    if not isinstance(data, (str, os.PathLike)):
+        return False
+    path = Path(data)
+    return path.is_dir() or path.suffix in (".npy", ".parquet")
 
 
 def open_source(data: Any, **options: Any) -> Source:

@@ -275,17 +275,28 @@ class CheckedSource:
 
     def chunks(self, rows_per_chunk: int) -> Iterator[np.ndarray]:
         start = 0
-        for block in self.source.iter_blocks():
-            flat = block.reshape(len(block), -1)
+        for chunk in iter_chunks(self.source, rows_per_chunk):
+            flat = chunk.reshape(len(chunk), -1)
             bad = ~np.isfinite(flat).all(axis=1)
             if bad.any():
                 raise ValueError(f"the data hold NaN or infinity (row "
                                  f"{start + int(np.argmax(bad))}); aekit needs finite numbers")
             for check in self.checks:
                 check(flat)
-            for a in range(0, len(flat), rows_per_chunk):
-                yield flat[a:a + rows_per_chunk]
+            yield flat
             start += len(flat)
+
+
+def iter_chunks(data: Any, rows_per_chunk: int) -> Iterator[np.ndarray]:
+    """Consecutive chunks of at most ``rows_per_chunk`` rows, in their own shape, of an
+    array or a source."""
+    if isinstance(data, Source):
+        for block in data.iter_blocks():
+            for a in range(0, len(block), rows_per_chunk):
+                yield block[a:a + rows_per_chunk]
+    else:
+        for a in range(0, len(data), rows_per_chunk):
+            yield np.asarray(data[a:a + rows_per_chunk])
 
 
 def row_chunks(X: np.ndarray | CheckedSource, rows_per_chunk: int) -> Iterator[np.ndarray]:
@@ -293,6 +304,17 @@ def row_chunks(X: np.ndarray | CheckedSource, rows_per_chunk: int) -> Iterator[n
     if isinstance(X, CheckedSource):
         return X.chunks(rows_per_chunk)
     return (X[a:a + rows_per_chunk] for a in range(0, len(X), rows_per_chunk))
+
+
+def head(source: Source, n: int) -> np.ndarray:
+    """The first ``n`` rows of ``source`` (or all of them), in memory."""
+    parts, held = [], 0
+    for block in source.iter_blocks():
+        parts.append(block[:n - held])
+        held += len(parts[-1])
+        if held >= n:
+            break
+    return np.concatenate(parts)
 
 
 def write_rows(path: str | os.PathLike, chunks: Iterator[np.ndarray], n_rows: int,

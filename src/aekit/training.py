@@ -242,8 +242,8 @@ def _snapshot(module: torch.nn.Module) -> dict[str, Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
-def fit_loop(est: BaseAutoencoder, x: Tensor | StreamedRows, y: Tensor | None, noise: torch.Generator,
-             split: torch.Generator, *, checkpoint_dir: str | None = None,
+def fit_loop(est: BaseAutoencoder, x: Tensor | StreamedRows, y: Tensor | None,
+             noise: torch.Generator, split: torch.Generator, *, checkpoint_dir: str | None = None,
              checkpoint_every: int = 1, resume: bool = False) -> None:
     """Train ``est.module_`` on the device-resident rows ``x`` (and labels ``y``).
 
