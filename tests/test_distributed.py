@@ -66,3 +66,67 @@ def test_resuming_with_another_number_of_processes_is_refused(tmp_path):
                          text=True, timeout=120)
     assert out.returncode == 2
     assert "written by 2 process(es) and this run has 1" in out.stderr
+
+
+def test_two_processes_stream_a_file_like_one_process_in_memory(tmp_path, digits):
+    """DDP on a streamed .npy (each rank reads only its rows) ends where one process with
+    the array in memory ends."""
+    path = tmp_path / "x.npy"
+    np.save(path, digits[0])
+    args = ["fit", "ae", *COMMON, "--set", "max_iter=3"]
+    _run([*args, "-o", str(tmp_path / "one.safetensors")], 1)
+    _run([*args[:2], "--data", str(path), "--memory-budget", "1K", *args[4:],
+          "-o", str(tmp_path / "two.safetensors")], 2)
+    one, two = _weights(tmp_path / "one.safetensors"), _weights(tmp_path / "two.safetensors")
+    for name in one:
+        np.testing.assert_allclose(two[name], one[name], rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+def test_sharded_transform_and_score_match_one_process(tmp_path, digits):
+    path = tmp_path / "x.npy"
+    np.save(path, digits[0][:1001])             # rows do not split evenly over the ranks
+    model = tmp_path / "m.safetensors"
+    _run(["fit", "vae", *COMMON, "--set", "max_iter=1", "-o", str(model)], 1)
+    for n_proc in (1, 2):
+        _run(["transform", str(model), "--data", str(path), "--memory-budget", "1K",
+              "-o", str(tmp_path / f"codes{n_proc}.npy")], n_proc)
+        _run(["score", str(model), "--data", str(path), "-o",
+              str(tmp_path / f"ll{n_proc}.npy")], n_proc)
+    np.testing.assert_array_equal(np.load(tmp_path / "codes2.npy"),
+                                  np.load(tmp_path / "codes1.npy"))
+    np.testing.assert_array_equal(np.load(tmp_path / "ll2.npy"), np.load(tmp_path / "ll1.npy"))
+    assert np.load(tmp_path / "codes2.npy").shape == (1001, 2)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
+def test_a_killed_ddp_run_resumes_to_the_uninterrupted_result(tmp_path):
+    """SIGKILL to torchrun and both workers after the first checkpoint, then --resume."""
+    import signal
+    import time
+
+    from tests.test_resume_kill import _checkpoint_epoch
+
+    args = ["fit", "vae", *COMMON, "--set", "max_iter=40"]
+    _run([*args, "-o", str(tmp_path / "full.safetensors")], 2)
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
+           "-m", "aekit", *args, "-o", str(tmp_path / "resumed.safetensors"),
+           "--checkpoint-dir", str(run)]
+    proc = subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while _checkpoint_epoch(run) < 2 and proc.poll() is None:
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = _checkpoint_epoch(run)
+    assert 2 <= killed_at < 40, killed_at
+    assert not (tmp_path / "resumed.safetensors").exists()
+    _run([*args, "-o", str(tmp_path / "resumed.safetensors"), "--checkpoint-dir", str(run),
+          "--resume"], 2)
+    full = _weights(tmp_path / "full.safetensors")
+    resumed = _weights(tmp_path / "resumed.safetensors")
+    for name in full:
+        np.testing.assert_array_equal(resumed[name], full[name], err_msg=name)

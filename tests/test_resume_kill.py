@@ -21,7 +21,7 @@ FIT = ["fit", "vae", "--data", "digits", "-q", "--set", "hidden_layer_sizes=(32,
 
 
 def _aekit(args):
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    env = {**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "-m", "aekit", *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 

@@ -302,6 +302,8 @@ def test_cli_streams_fit_transform_and_score(tmp_path, digits, capsys):
     np.testing.assert_allclose(np.load(tmp_path / "ll.npy")[:, 0], fitted.score_samples(X))
     assert main(["transform", model, "--data", data, "-o", str(tmp_path / "c.csv")]) == 2
     assert "should end in .npy or .parquet" in capsys.readouterr().err
+    assert main(["evaluate", model, "--data", data, "--memory-budget", "1K"]) == 2
+    assert "reads its data into memory" in capsys.readouterr().err
 
 
 def test_write_rows_is_atomic(tmp_path):
@@ -369,6 +371,6 @@ def test_streaming_keeps_peak_memory_bounded(tmp_path):
           f"of data), {large_growth / 2**20:.1f} ({large / 2**20:.0f} MiB); in memory "
           f"{memory_growth / 2**20:.1f} ({small / 2**20:.0f} MiB)")
     assert large_growth - small_growth < 0.1 * (large - small)    # flat in the data size
-    assert large_growth < large / 4
+    assert large_growth < large / 2
     assert memory_growth > small            # the same measurement sees data held in memory
     assert small_loss == memory_loss

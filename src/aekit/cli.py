@@ -93,6 +93,12 @@ def _load_data(source: str, split: str, memory_budget: str | None = None
     return streaming.resolve(src, budget), src.labels()
 
 
+def _in_memory(X: Any, command: str) -> None:
+    if hasattr(X, "n_rows"):
+        raise UserError(f"aekit {command} reads its data into memory, and these exceed the "
+                        "memory budget; evaluate a subset, or pass a larger --memory-budget")
+
+
 def _n_rows(X: Any) -> int:
     return X.n_rows if hasattr(X, "n_rows") else len(X)
 
@@ -267,7 +273,9 @@ def cmd_report(args: argparse.Namespace) -> None:
     from aekit.report import write_report
 
     model = aekit.load(args.model_file)
-    X, y = _load_data(args.data, "train" if args.split == "test" else args.split)
+    X, y = _load_data(args.data, "train" if args.split == "test" else args.split,
+                      args.memory_budget)
+    _in_memory(X, "report")
     X_test, y_test = _test_split(args.data) if args.split == "test" else (None, None)
     index = write_report(model, X, y, args.output_dir, data_name=args.data, X_test=X_test,
                          y_test=y_test)
@@ -284,7 +292,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if args.json and not Path(args.json).parent.exists():
         raise UserError(f"output folder {str(Path(args.json).parent)!r} does not exist")
     model = aekit.load(args.model_file)
-    X_test, y_test = _load_data(args.data, args.split)
+    X_test, y_test = _load_data(args.data, args.split, args.memory_budget)
+    _in_memory(X_test, "evaluate")
     X_train = y_train = None
     if args.split != "train" and args.data in aekit.datasets.list_datasets():
         X_train, y_train = aekit.datasets.load(args.data, split="train")
@@ -331,6 +340,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--data", required=True, help="dataset name, file (.npy .npz .csv IDX "
                        ".parquet) or folder (of .parquet files or of images)")
         p.add_argument("--split", default="train", help="train, test or all (datasets only)")
+        budget_arg(p)
+
+    def budget_arg(p: argparse.ArgumentParser) -> None:
         p.add_argument("--memory-budget", metavar="BYTES", default=None,
                        help="stream .npy/.parquet/image data larger than this (e.g. 2G); "
                        "default: a quarter of this machine's memory")
@@ -359,6 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--generation", action="store_true",
                    help="also score samples in the features of a classifier trained here")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    budget_arg(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("report", help="write an HTML report of a model")
@@ -367,6 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test",
                    help="test: metrics on the dataset's test split (files: on the file)")
     p.add_argument("-o", "--output-dir", required=True)
+    budget_arg(p)
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("transform", help="write the codes of data to .npy or .parquet")

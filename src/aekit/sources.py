@@ -505,7 +505,7 @@ def is_streamable(data: Any) -> bool:
     if not isinstance(data, (str, os.PathLike)):
         return False
     path = Path(data)
-    return path.is_dir() or path.suffix in (".npy", ".parquet")
+    return path.is_dir() or (path.is_file() and path.suffix in (".npy", ".parquet"))
 
 
 def open_source(data: Any, **options: Any) -> Source:
