@@ -29,8 +29,14 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=5000)
     ap.add_argument("--n-components", type=int, default=32)
     ap.add_argument("--models", default="vae,iwae")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    ap.add_argument("--section", default="fashion_nll",
+                    help="BENCHMARKS.md section to write (one per configuration)")
+    ap.add_argument("--verbose", type=int, default=0, help="2: print every epoch")
     ap.add_argument("--write")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     X, _ = aekit.datasets.load("fashion-mnist", split="train")
     X_test, _ = aekit.datasets.load("fashion-mnist", split="test")
     X_test = aekit.datasets.binarize(X_test, random_state=0)
@@ -39,7 +45,8 @@ def main() -> None:
         model = aekit.get_model(name, n_components=args.n_components,
                                 hidden_layer_sizes=(512, 256), likelihood="bernoulli",
                                 binarize="dynamic", max_iter=args.epochs, batch_size=128,
-                                n_iter_no_change=args.epochs + 1, random_state=0)
+                                n_iter_no_change=args.epochs + 1, random_state=0,
+                                verbose=args.verbose)
         start = time.perf_counter()
         model.fit(X)
         fit_s = time.perf_counter() - start
@@ -51,9 +58,12 @@ def main() -> None:
         print(f"{name}: NLL {mean:.2f} +- {stderr:.2f} nats; fit {fit_s / 60:.1f} min, "
               f"eval {eval_s / 60:.1f} min", flush=True)
     lines = [
-        "<!-- fashion_nll:start -->",
+        f"<!-- {args.section}:start -->",
         f"Command: `python benchmarks/fashion_nll.py --epochs {args.epochs} --k {args.k} "
-        f"--n-components {args.n_components} --write BENCHMARKS.md`. Machine: "
+        f"--n-components {args.n_components} --models {args.models}"
+        + (f" --threads {args.threads}" if args.threads else "")
+        + (f" --section {args.section}" if args.section != "fashion_nll" else "")
+        + " --write BENCHMARKS.md`. Machine: "
         f"{platform.machine()}, {torch.get_num_threads()} threads; torch {torch.__version__}; "
         f"aekit {aekit.__version__}; {time.strftime('%Y-%m-%d')}.", "",
         f"Dynamically binarized Fashion-MNIST, MLP 784-512-256-{args.n_components}, Bernoulli "
@@ -63,12 +73,14 @@ def main() -> None:
     lines += [f"| {n} | {m:.2f} ± {s:.2f} | {f / 60:.1f} min | {e / 60:.1f} min |"
               for n, m, s, f, e in rows]
     lines += ["| VAE, published (Exemplar VAE paper, Norouzi et al. 2020, Table 1) | 228.70 | "
-              "| |", "<!-- fashion_nll:end -->"]
+              "| |", f"<!-- {args.section}:end -->"]
     text = "\n".join(lines)
     print(text)
     if args.write:
-        update_section(args.write, "fashion_nll",
-                       "Dynamically binarized Fashion-MNIST likelihoods", text)
+        title = "Dynamically binarized Fashion-MNIST likelihoods"
+        if args.section != "fashion_nll":
+            title += f", {args.epochs} epochs"
+        update_section(args.write, args.section, title, text)
 
 
 if __name__ == "__main__":
