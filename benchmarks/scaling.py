@@ -50,7 +50,7 @@ print(json.dumps({"growth": rss("VmHWM") - start, "seconds": time.perf_counter()
 """
 
 
-def worker(epochs: int) -> None:
+def worker(epochs: int, precision: str) -> None:
     """One process of part 1 (under torchrun or alone)."""
     import torch
 
@@ -60,18 +60,23 @@ def worker(epochs: int) -> None:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         torch.set_num_threads(1)
     X, _ = aekit.datasets.load("fashion-mnist", split="train")
-    model = aekit.get_model("vae", **REFERENCE, max_iter=epochs, n_iter_no_change=epochs + 1)
+    model = aekit.get_model("vae", **REFERENCE, max_iter=epochs, n_iter_no_change=epochs + 1,
+                            precision=precision)
     model.fit(X)
     if is_main_process():
         print("RESULT " + json.dumps(model.history_["time"]), flush=True)
 
 
 def ddp_rows(epochs: int) -> list[tuple[str, float]]:
+    one = [sys.executable, str(HERE), "--worker", str(epochs)]
+    two = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(HERE), "--worker", str(epochs)]
     runs = {
-        "1 process, 2 threads": [sys.executable, str(HERE), "--worker", str(epochs)],
-        "2 processes (torchrun, gloo), 1 thread each": [
-            sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-            str(HERE), "--worker", str(epochs)],
+        "1 process, 2 threads, fp32": one,
+        "2 processes (torchrun, gloo), 1 thread each, fp32": two,
+        "1 process, 2 threads, bf16-mixed": [*one, "--precision", "bf16-mixed"],
+        "2 processes (torchrun, gloo), 1 thread each, bf16-mixed": [*two, "--precision",
+                                                                     "bf16-mixed"],
     }
     rows = []
     for name, cmd in runs.items():
@@ -110,10 +115,11 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--sizes-mib", default="256,512,1024,2048")
     ap.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--precision", default="32", help=argparse.SUPPRESS)
     ap.add_argument("--write")
     args = ap.parse_args()
     if args.worker:
-        worker(args.worker)
+        worker(args.worker, args.precision)
         return
     import torch
 
@@ -121,7 +127,7 @@ def main() -> None:
     from aekit.bench import update_section
 
     start = time.perf_counter()
-    ddp = ddp_rows(args.epochs)
+    ddp = ddp_rows(args.epochs) if args.epochs else []
     with tempfile.TemporaryDirectory() as tmp:
         memory = memory_rows([int(s) for s in args.sizes_mib.split(",")], Path(tmp))
     mib = 2**20

@@ -9,10 +9,12 @@ Bernoulli decoder, batch 128, Adam 1e-3. Each configuration trains in its own pr
   (c) bf16   aekit, precision="bf16-mixed"
   (d) compile  aekit, precision="bf16-mixed", compile=True (compile time reported apart)
   (e) pythae pythae's VAE with the same encoder/decoder, when --pythae-python is given
+  (f) ddp_bf16  aekit bf16-mixed trained by 2 processes of 1 thread each (torchrun, gloo):
+      the same global batch of 128, each process computing half of it
 
 Seconds per epoch are medians over epochs 2 and later; test NLL is importance-sampled with
 --k samples on the first --n-test test images after the same number of epochs, computed
-by aekit's score_samples for (a)-(d) (the bare model's weights are loaded into an aekit
+by aekit's score_samples for (a)-(d) and (f) (the bare model's weights are loaded into an aekit
 VAE) and by pythae's own get_nll for (e). Separately it times aekit's NLL with K=1000 on
 the full 10k test set.
 
@@ -48,6 +50,8 @@ CONFIGS = {
     "fp32": {"precision": "32"},
     "bf16": {"precision": "bf16-mixed"},
     "compile": {"precision": "bf16-mixed", "compile": True},
+    # the same global batch of 128 split over 2 processes of 1 thread (torchrun, gloo)
+    "ddp_bf16": {"precision": "bf16-mixed"},
 }
 
 
@@ -79,13 +83,18 @@ def run_config(name: str, epochs: int, k: int, n_test: int, device: str) -> dict
         model.module_.decoder.load_state_dict(state)
         compile_s = 0.0
     else:
+        if name.startswith("ddp"):
+            torch.set_num_threads(1)
         model = _model(epochs, device, **CONFIGS[name]).fit(X)
         times = list(model.history_["time"])
         compile_s = times[0] - statistics.median(times[1:]) if name == "compile" else 0.0
-    model.set_params(n_importance_samples=k, compile=False)
-    nll = -model.score(X_test[:n_test])
-    return {"times": times, "nll": nll, "peak_mib": _peak_memory_mib(device),
-            "compile_s": compile_s}
+    result = {}
+    if aekit.distributed.is_main_process():
+        model.set_params(n_importance_samples=k, compile=False)
+        result = {"times": times, "nll": -model.score(X_test[:n_test]),
+                  "peak_mib": _peak_memory_mib(device), "compile_s": compile_s}
+    aekit.distributed.finish()
+    return result
 
 
 def full_nll_time(device: str, epochs: int) -> dict:
@@ -121,14 +130,18 @@ def main() -> None:
     if args.child:
         result = (full_nll_time(args.device, args.epochs) if args.child == "full_nll"
                   else run_config(args.child, args.epochs, args.k, args.n_test, args.device))
-        print(json.dumps(result))
+        if result:
+            print(json.dumps(result))
         return
 
     me = [sys.executable, __file__, "--epochs", str(args.epochs), "--k", str(args.k),
           "--n-test", str(args.n_test), "--device", args.device]
     results = {}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                "--nproc_per_node=2"]
     for name in args.configs.split(","):
-        results[name] = _child([*me, "--child", name])
+        cmd = [*me, "--child", name]
+        results[name] = _child([*torchrun, *cmd[1:]] if name.startswith("ddp") else cmd)
         print(name, json.dumps(results[name]), flush=True)
     if args.pythae_python:
         X, _ = aekit.datasets.load("fashion-mnist", split="train")
@@ -152,7 +165,8 @@ def main() -> None:
 def summarise(results: dict, full: dict | None, args: argparse.Namespace) -> str:
     labels = {"bare": "(a) bare PyTorch loop, fp32", "fp32": "(b) aekit fp32",
               "bf16": "(c) aekit bf16-mixed", "compile": "(d) aekit bf16-mixed + compile",
-              "pythae": "(e) pythae 0.1.2 VAE"}
+              "pythae": "(e) pythae 0.1.2 VAE",
+              "ddp_bf16": "(f) aekit bf16-mixed, 2 processes of 1 thread (torchrun)"}
     med = {n: statistics.median(r["times"][1:]) for n, r in results.items()}
     ref = med.get("pythae")
     lines = [
