@@ -23,7 +23,7 @@ from torch.distributions import (
     kl_divergence,
 )
 
-from .base import EVAL_MEMORY_BUDGET, _seed
+from .inference import EVAL_MEMORY_BUDGET, _seed
 from .metrics import (
     reconstruction_mse,
 )

@@ -28,7 +28,8 @@ from torch import Tensor, nn
 from torch.distributions import Categorical
 
 from .._registry import register
-from ..base import EVAL_MEMORY_BUDGET, BaseAutoencoder
+from ..base import BaseAutoencoder
+from ..inference import EVAL_MEMORY_BUDGET
 from ..training import LossTerms
 
 #: Laplace smoothing of the EMA code counts, so a code with no recent use keeps a finite
