@@ -130,3 +130,43 @@ def test_a_killed_ddp_run_resumes_to_the_uninterrupted_result(tmp_path):
     resumed = _weights(tmp_path / "resumed.safetensors")
     for name in full:
         np.testing.assert_array_equal(resumed[name], full[name], err_msg=name)
+
+
+RECORD_ROWS = """
+import sys, numpy as np, torch
+torch.set_num_threads(1)
+import aekit
+from aekit.distributed import finish
+
+class Recording(aekit.VAE):
+    def _on_epoch_start(self, epoch):
+        self._epoch = epoch
+    def _loss(self, x, y=None):
+        if self.module_.training:
+            self._seen.extend((self._epoch, int(round(float(r) * 1000))) for r in x[:, 0])
+        return super()._loss(x, y)
+
+X = np.random.default_rng(0).random((105, 6)).astype(np.float32)
+X[:, 0] = np.arange(105) / 1000                  # the row's number, read back from x
+model = Recording(hidden_layer_sizes=(8,), max_iter=3, batch_size=10, random_state=0)
+model._seen = []
+model.fit(X)
+np.save(sys.argv[1] + f"/rank{torch.distributed.get_rank()}.npy", np.array(model._seen))
+finish()
+"""
+
+
+def test_every_rank_draws_the_same_order_while_the_noise_differs(tmp_path):
+    """Uneven shards (105 rows, batch 10: the last batch splits 3 / 2) make the ranks draw
+    different amounts of noise; each epoch must still cover every row exactly once."""
+    script = tmp_path / "record.py"
+    script.write_text(RECORD_ROWS)
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                          "--standalone", str(script), str(tmp_path)],
+                         env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    seen = np.concatenate([np.load(tmp_path / f"rank{r}.npy") for r in (0, 1)])
+    for epoch in (1, 2, 3):
+        rows = np.sort(seen[seen[:, 0] == epoch, 1])
+        np.testing.assert_array_equal(rows, np.arange(105), err_msg=f"epoch {epoch}")

@@ -414,20 +414,23 @@ class BaseAutoencoder(InferenceMixin, ClassNamePrefixFeaturesOutMixin, Transform
             raise
         if checkpoint_dir is not None:
             Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
-        seeds = np.random.SeedSequence(_seed(self.random_state)).generate_state(3)
+        seeds = np.random.SeedSequence(_seed(self.random_state)).generate_state(4)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(seeds[0]))
             module = self._build(self.input_shape_)
         self.module_ = module.to(device)
-        noise = torch.Generator(device=device).manual_seed(int(seeds[1]))
+        # minibatch order and the validation split: the same on every rank; the model's
+        # noise: each rank its own stream
+        order = torch.Generator(device=device).manual_seed(int(seeds[1]))
         split = torch.Generator(device=device).manual_seed(int(seeds[2]))
+        noise_seed = np.random.SeedSequence([int(seeds[3]), world.rank]).generate_state(1)[0]
+        noise = torch.Generator(device=device).manual_seed(int(noise_seed))
         if isinstance(data, Source):
             # the loop holds at most about two shuffle buffers of rows
             x = streaming.StreamedRows(data, device, budget // (3 * data.row_bytes))
             x.sha256 = fingerprint
         else:
             x = torch.as_tensor(np.ascontiguousarray(X), device=device)
-        self._generator = noise
         if self.precision == "16-mixed":
             self._scaler = torch.amp.GradScaler(device.type)
         if self.compile:
@@ -440,8 +443,10 @@ class BaseAutoencoder(InferenceMixin, ClassNamePrefixFeaturesOutMixin, Transform
             self._ddp = DistributedDataParallel(distributed.LossModule(self), device_ids=device_ids)
         try:
             y_tensor = self._labels_tensor(y, x.shape[0], device)
+            self._generator = order         # what _pretrain draws, every rank must agree on
             self._pretrain(x, y_tensor)
-            fit_loop(self, x, y_tensor, noise, split,
+            self._generator = noise
+            fit_loop(self, x, y_tensor, order, noise, split,
                      checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
                      resume=resume)
         finally:

@@ -101,10 +101,11 @@ def _restore_optimizers(optimizers: list[torch.optim.Optimizer], meta: list,
 
 def save_checkpoint(directory: str | os.PathLike, est: Any, x: Any,
                     y: torch.Tensor | None, optimizers: list[torch.optim.Optimizer],
-                    rng_states: list[torch.Tensor], state: LoopState) -> None:
+                    rng_states: dict[str, torch.Tensor], state: LoopState) -> None:
     """Write the run's state atomically to ``directory/checkpoint.safetensors``.
 
-    ``rng_states`` holds the noise generator state of every rank (one without DDP)."""
+    ``rng_states``: generator states by name, ``rng.order`` (shared by every rank) and
+    ``rng.noise.{rank}`` for every rank (one without DDP)."""
     tensors = {f"model.{k}": v.detach().cpu().contiguous()
                for k, v in est.module_.state_dict().items()}
     if state.best_state is not None:
@@ -112,8 +113,7 @@ def save_checkpoint(directory: str | os.PathLike, est: Any, x: Any,
                         for k, v in state.best_state.items()})
     opt_tensors, opt_meta = _optimizer_tensors(optimizers)
     tensors.update(opt_tensors)
-    for rank, rng in enumerate(rng_states):
-        tensors[f"rng.noise.{rank}"] = rng.cpu()
+    tensors.update({name: rng.cpu() for name, rng in rng_states.items()})
     meta = {
         "format": FORMAT, "run": _run_identity(est, x, y), "epoch": state.epoch,
         "history": state.history, "best": state.best if math.isfinite(state.best) else None,
@@ -125,9 +125,10 @@ def save_checkpoint(directory: str | os.PathLike, est: Any, x: Any,
 
 def load_checkpoint(directory: str | os.PathLike, est: Any, x: Any,
                     y: torch.Tensor | None, optimizers: list[torch.optim.Optimizer],
-                    generator: torch.Generator,
+                    generators: dict[str, torch.Generator],
                     rank: int = 0, world_size: int = 1) -> LoopState | None:
-    """Restore a run from ``directory`` into ``est``, ``optimizers`` and ``generator``.
+    """Restore a run from ``directory`` into ``est``, ``optimizers`` and ``generators``
+    (this rank's, by name as :func:`save_checkpoint` writes them).
 
     Returns None when there is no checkpoint yet. A checkpoint of another model class,
     other parameters or other data is refused with a message saying what differs.
@@ -164,7 +165,11 @@ def load_checkpoint(directory: str | os.PathLike, est: Any, x: Any,
     device = next(est.module_.parameters()).device
     est.module_.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     _restore_optimizers(optimizers, meta["optimizers"], tensors)
-    generator.set_state(tensors[f"rng.noise.{rank}"])
+    for name, generator in generators.items():
+        if name not in tensors:
+            raise ValueError(f"checkpoint {str(path)!r} has no {name} state (an older aekit "
+                             "wrote it); start the run again in a new checkpoint_dir")
+        generator.set_state(tensors[name])
     best_state = {k[5:]: v.to(device) for k, v in tensors.items() if k.startswith("best.")}
     return LoopState(epoch=int(meta["epoch"]), history=meta["history"],
                      best=math.inf if meta["best"] is None else float(meta["best"]),

@@ -158,11 +158,12 @@ class StreamedRows:
         else:
             out = np.empty((len(rows), *src.row_shape), np.float32)
             blocks = np.searchsorted(src.bounds, rows, side="right") - 1
+            needed = np.unique(blocks)
+            keep = set(needed.tolist())
             with self._lock:
-                for b in np.unique(blocks):
+                for b in needed:
                     mask = blocks == b
-                    out[mask] = self._block(int(b), keep=set(blocks.tolist()))[
-                        rows[mask] - src.bounds[b]]
+                    out[mask] = self._block(int(b), keep)[rows[mask] - src.bounds[b]]
         return out.reshape(len(rows), -1)
 
     def _block(self, b: int, keep: set[int]) -> np.ndarray:

@@ -159,15 +159,17 @@ def _steps(est: BaseAutoencoder, perm: Tensor, world: distributed.World
 
 
 def _train_epoch(est: BaseAutoencoder, x: Any, y: Tensor | None, optimizer: Any,
-                 generator: torch.Generator) -> tuple[dict[str, float], tuple[int, float] | None]:
-    """One pass over ``x``. Returns the mean terms, and ``(step, loss)`` of a non-finite
-    loss that must stop training (None when the epoch went through)."""
+                 order: torch.Generator, noise: torch.Generator
+                 ) -> tuple[dict[str, float], tuple[int, float] | None]:
+    """One pass over ``x`` in an order drawn from ``order`` (the same on every rank);
+    ``noise`` (each rank its own) binarizes. Returns the mean terms, and ``(step, loss)``
+    of a non-finite loss that must stop training (None when the epoch went through)."""
     world = est.__dict__.get("_world", distributed.World())
     ddp = est.__dict__.get("_ddp")
     if isinstance(x, StreamedRows):
-        perm = x.epoch_order(generator)
+        perm = x.epoch_order(order)
     else:
-        perm = torch.randperm(x.shape[0], generator=generator, device=generator.device)
+        perm = torch.randperm(x.shape[0], generator=order, device=order.device)
     steps = _steps(est, perm, world)
     sums: dict[str, Tensor] = {}
     seen, skipped, bad = 0, 0, None
@@ -177,7 +179,7 @@ def _train_epoch(est: BaseAutoencoder, x: Any, y: Tensor | None, optimizer: Any,
             if ddp is not None:
                 ddp.module.weight = weight
             if est.binarize == "dynamic":       # fresh binary pixels every epoch
-                xb = torch.bernoulli(xb, generator=generator)
+                xb = torch.bernoulli(xb, generator=noise)
             terms = est._train_step(xb, None if y is None else y[idx.to(y.device)], optimizer)
             if not torch.isfinite(terms["loss"]):
                 bad = (step, float(terms["loss"]))
@@ -243,16 +245,18 @@ def _snapshot(module: torch.nn.Module) -> dict[str, Tensor]:
 
 
 def fit_loop(est: BaseAutoencoder, x: Tensor | StreamedRows, y: Tensor | None,
-             noise: torch.Generator, split: torch.Generator, *, checkpoint_dir: str | None = None,
-             checkpoint_every: int = 1, resume: bool = False) -> None:
+             order: torch.Generator, noise: torch.Generator, split: torch.Generator, *,
+             checkpoint_dir: str | None = None, checkpoint_every: int = 1,
+             resume: bool = False) -> None:
     """Train ``est.module_`` on the device-resident rows ``x`` (and labels ``y``).
 
     Sets ``history_`` (a dict of per-epoch lists: ``loss`` and each logged term, their
     ``val_`` versions when early stopping, and ``time`` in seconds), ``n_iter_`` and
     ``best_loss_``. With ``early_stopping`` the weights of the best validation epoch are kept.
 
-    ``noise`` drives minibatch order and the model's noise; ``split`` only draws the
-    validation split, so a resumed run draws the same one. With ``checkpoint_dir`` the
+    ``order`` draws each epoch's minibatch order and is the same on every rank; ``noise``
+    is the model's noise (and dynamic binarization), each rank its own; ``split`` only
+    draws the validation split, so a resumed run draws the same one. With ``checkpoint_dir`` the
     state is saved every ``checkpoint_every`` epochs and at the end; ``resume`` continues
     from the checkpoint there (and starts afresh when there is none).
     """
@@ -262,7 +266,8 @@ def fit_loop(est: BaseAutoencoder, x: Tensor | StreamedRows, y: Tensor | None,
     optimizers = list(configured) if isinstance(configured, (list, tuple)) else [configured]
     state = LoopState()
     if resume and checkpoint_dir is not None:
-        state = load_checkpoint(checkpoint_dir, est, x, y, optimizers, noise, world.rank,
+        generators = {"rng.order": order, f"rng.noise.{world.rank}": noise}
+        state = load_checkpoint(checkpoint_dir, est, x, y, optimizers, generators, world.rank,
                                 world.size) or state
     monitor = "val_loss" if x_val is not None else "loss"
     last_good = _snapshot(est.module_)
@@ -270,7 +275,9 @@ def fit_loop(est: BaseAutoencoder, x: Tensor | StreamedRows, y: Tensor | None,
 
     def checkpoint() -> None:
         if checkpoint_dir is not None:
-            rng_states = distributed.all_gather_bytes(noise.get_state(), world)
+            noise_states = distributed.all_gather_bytes(noise.get_state(), world)
+            rng_states = {"rng.order": order.get_state(),
+                          **{f"rng.noise.{r}": g for r, g in enumerate(noise_states)}}
             if world.is_main:
                 save_checkpoint(checkpoint_dir, est, x, y, optimizers, rng_states, state)
 
@@ -282,7 +289,7 @@ def fit_loop(est: BaseAutoencoder, x: Tensor | StreamedRows, y: Tensor | None,
             epoch, start = state.epoch + 1, time.perf_counter()
             est._on_epoch_start(epoch)
             est.module_.train()
-            row, bad = _train_epoch(est, x_train, y_train, configured, noise)
+            row, bad = _train_epoch(est, x_train, y_train, configured, order, noise)
             if bad is None and x_val is not None:
                 est.module_.eval()
                 val = distributed.all_reduce_sums(_evaluate(est, x_val, y_val), world)
