@@ -5,11 +5,11 @@ Launch ``torchrun --nproc_per_node=N -m aekit fit ...`` or call ``fit`` inside y
 creates one (NCCL with CUDA, gloo on CPU). Every rank holds the whole array (or streams
 it) and draws the same permutation each epoch from a generator all ranks share, while the
 model's noise comes from a generator of each rank's own; rank r trains on rows
-``batch[r::world]`` of every global minibatch, so ``batch_size`` stays the global batch size, and DDP averages the gradients
-(each rank's loss is weighted by its share of the batch, so uneven last batches match a
-single process too). Epoch metrics are averaged over ranks, so early stopping and the
-handling of non-finite losses are decided identically everywhere. Only rank 0 writes
-files and shows progress.
+``batch[r::world]`` of every global minibatch, so ``batch_size`` stays the global batch
+size, and DDP averages the gradients (each rank's loss is weighted by its share of the
+batch, so uneven last batches match a single process too). Epoch metrics are averaged
+over ranks, so early stopping and the handling of non-finite losses are decided
+identically everywhere. Only rank 0 writes files and shows progress.
 """
 
 from __future__ import annotations

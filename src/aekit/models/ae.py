@@ -79,11 +79,20 @@ class AE(BaseAutoencoder):
     _elbo = _log_likelihood
 
     def _after_fit(self, x: Tensor) -> None:
-        codes = torch.cat([self._encode(x[i:i + 4096]) for i in range(0, len(x), 4096)])
-        cov = torch.atleast_2d(torch.cov(codes.T.double()))                    # (k, k)
+        # mean and covariance of the codes from float64 sums over chunks: memory O(k^2),
+        # not O(n k), so streamed data stay streamed
+        k, n = self.n_components, len(x)
+        total = torch.zeros(k, dtype=torch.float64, device=x.device)           # (k,)
+        outer = torch.zeros(k, k, dtype=torch.float64, device=x.device)        # (k, k)
+        for i in range(0, n, 4096):
+            codes = self._encode(x[i:i + 4096]).double()                       # (B, k)
+            total += codes.sum(0)
+            outer += codes.T @ codes
+        mean = total / n
+        cov = (outer - n * torch.outer(mean, mean)) / max(n - 1, 1)           # (k, k)
         jitter = 1e-6 * cov.diagonal().mean().clamp_min(1e-12)
-        cov += jitter * torch.eye(len(cov), device=cov.device, dtype=cov.dtype)
-        self.module_.code_loc.copy_(codes.mean(0))
+        cov += jitter * torch.eye(k, device=cov.device, dtype=cov.dtype)
+        self.module_.code_loc.copy_(mean.float())
         self.module_.code_scale_tril.copy_(torch.linalg.cholesky(cov).float())
 
     def _sample_latent(self, n_samples: int, generator: torch.Generator) -> Tensor:
