@@ -256,6 +256,9 @@ def test_streamed_bad_data_is_refused_before_training(tmp_path, digits):
     with pytest.raises(ValueError, match="ranges over"):
         aekit.get_model("vae", likelihood="bernoulli").fit(
             _npy(tmp_path, digits[0] * 3, "big.npy"), memory_budget=STREAM)
+    with pytest.raises(ValueError, match="early_stopping holds out random rows"):
+        aekit.get_model("vae", early_stopping=True).fit(
+            _parquet(tmp_path, digits[0]), memory_budget=STREAM)
     with pytest.raises(ValueError, match="cannot train on streamed data"):
         aekit.get_model("stacked_ae").fit(_npy(tmp_path, digits[0]), memory_budget=STREAM)
     narrow = NpySource(_npy(tmp_path, digits[0][:, :10], "narrow.npy"))

@@ -472,6 +472,10 @@ class BaseAutoencoder(InferenceMixin, ClassNamePrefixFeaturesOutMixin, Transform
         if len(source.row_shape) > 3:
             raise ValueError(f"expected rows (n, D) or images (n, H, W) / (n, C, H, W); got "
                              f"rows of shape {source.row_shape}")
+        if self.early_stopping and not source.random_access:
+            raise ValueError(f"early_stopping holds out random rows, which {type(source).__name__}"
+                             " cannot read apart from the others (it is read in blocks); use a "
+                             ".npy file, or early_stopping=False")
         n_features = math.prod(source.row_shape)
         check_support = LIKELIHOODS.lookup(self.likelihood)(n_features).check_support
 
