@@ -59,6 +59,14 @@ def resolve(data: Any, budget: int | str | None = None) -> Any:
     return np.concatenate(blocks) if blocks else np.empty((0, *source.row_shape), np.float32)
 
 
+def check_finite(rows: np.ndarray, start: int) -> None:
+    """Refuse NaN or infinity in flat ``rows`` that begin at row ``start`` of the data."""
+    bad = ~np.isfinite(rows).all(axis=1)
+    if bad.any():
+        raise ValueError(f"the data hold NaN or infinity (row {start + int(np.argmax(bad))}); "
+                         "aekit needs finite numbers")
+
+
 def scan(source: Source, check: Callable[[np.ndarray], None], fingerprint: bool = False
          ) -> str | None:
     """Read every block once: rows must be finite and pass ``check`` (given flat float32
@@ -68,10 +76,7 @@ def scan(source: Source, check: Callable[[np.ndarray], None], fingerprint: bool 
     start = 0
     for block in source.iter_blocks():
         rows = block.reshape(len(block), -1)
-        bad = ~np.isfinite(rows).all(axis=1)
-        if bad.any():
-            raise ValueError(f"the data hold NaN or infinity (row {start + int(np.argmax(bad))}"
-                             "); aekit trains on finite numbers only")
+        check_finite(rows, start)
         check(rows)
         if digest is not None:
             digest.update(np.ascontiguousarray(rows).tobytes())
@@ -278,10 +283,7 @@ class CheckedSource:
         start = 0
         for chunk in iter_chunks(self.source, rows_per_chunk):
             flat = chunk.reshape(len(chunk), -1)
-            bad = ~np.isfinite(flat).all(axis=1)
-            if bad.any():
-                raise ValueError(f"the data hold NaN or infinity (row "
-                                 f"{start + int(np.argmax(bad))}); aekit needs finite numbers")
+            check_finite(flat, start)
             for check in self.checks:
                 check(flat)
             yield flat
