@@ -230,3 +230,17 @@ def test_stacked_refuses_conv(digits):
     X, _ = digits
     with pytest.raises(ValueError, match="architecture='conv'"):
         StackedAE(architecture="conv", max_iter=1).fit(X.reshape(-1, 8, 8))
+
+
+def test_code_distribution_over_several_chunks_and_identical_rows():
+    """AE.sample draws from N(mean, cov) of the training codes, gathered chunk by chunk
+    (4096 rows each); identical rows (zero covariance) still give a usable distribution."""
+    X = np.random.default_rng(0).random((9000, 6)).astype(np.float32)
+    ae = aekit.AE(n_components=3, hidden_layer_sizes=(8,), max_iter=1, random_state=0).fit(X)
+    Z = ae.transform(X).astype(np.float64)
+    tril = ae.module_.code_scale_tril.double().numpy()
+    np.testing.assert_allclose(ae.module_.code_loc.numpy(), Z.mean(0), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(tril @ tril.T, np.cov(Z.T), rtol=1e-3, atol=1e-7)
+    same = np.full((7, 5), 238.5, np.float32)
+    ae = aekit.AE(hidden_layer_sizes=(8,), max_iter=1, random_state=0).fit(same)
+    assert np.isfinite(ae.sample(3, random_state=0)).all()

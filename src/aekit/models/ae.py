@@ -79,21 +79,28 @@ class AE(BaseAutoencoder):
     _elbo = _log_likelihood
 
     def _after_fit(self, x: Tensor) -> None:
-        # mean and covariance of the codes from float64 sums over chunks: memory O(k^2),
-        # not O(n k), so streamed data stay streamed
-        k, n = self.n_components, len(x)
-        total = torch.zeros(k, dtype=torch.float64, device=x.device)           # (k,)
-        outer = torch.zeros(k, k, dtype=torch.float64, device=x.device)        # (k, k)
-        for i in range(0, n, 4096):
-            codes = self._encode(x[i:i + 4096]).double()                       # (B, k)
-            total += codes.sum(0)
-            outer += codes.T @ codes
-        mean = total / n
-        cov = (outer - n * torch.outer(mean, mean)) / max(n - 1, 1)           # (k, k)
+        # mean and covariance of the codes, combined over chunks (Chan et al.'s pairwise
+        # update, float64): memory O(k^2), not O(n k), so streamed data stay streamed
+        k = self.n_components
+        n, mean = 0, torch.zeros(k, dtype=torch.float64, device=x.device)    # (k,)
+        scatter = torch.zeros(k, k, dtype=torch.float64, device=x.device)    # (k, k)
+        for i in range(0, len(x), 4096):
+            codes = self._encode(x[i:i + 4096]).double()                     # (B, k)
+            m, centred = len(codes), codes - codes.mean(0)
+            delta = codes.mean(0) - mean
+            mean += delta * m / (n + m)
+            scatter += centred.T @ centred + torch.outer(delta, delta) * n * m / (n + m)
+            n += m
+        cov = scatter / max(n - 1, 1)                                         # (k, k)
         jitter = 1e-6 * cov.diagonal().mean().clamp_min(1e-12)
-        cov += jitter * torch.eye(k, device=cov.device, dtype=cov.dtype)
+        eye = torch.eye(k, device=cov.device, dtype=cov.dtype)
+        tril, info = torch.linalg.cholesky_ex(cov + jitter * eye)
+        if info:        # rank-deficient codes: floor the eigenvalues at the jitter
+            values, vectors = torch.linalg.eigh(cov)
+            cov = vectors @ torch.diag(values.clamp_min(jitter)) @ vectors.T
+            tril = torch.linalg.cholesky(cov + jitter * eye)
         self.module_.code_loc.copy_(mean.float())
-        self.module_.code_scale_tril.copy_(torch.linalg.cholesky(cov).float())
+        self.module_.code_scale_tril.copy_(tril.float())
 
     def _sample_latent(self, n_samples: int, generator: torch.Generator) -> Tensor:
         eps = torch.randn(n_samples, self.n_components, generator=generator)   # (n, k)
