@@ -373,7 +373,9 @@ def test_streaming_keeps_peak_memory_bounded(tmp_path):
     print(f"peak growth [MiB]: streamed {small_growth / 2**20:.1f} ({small / 2**20:.0f} MiB "
           f"of data), {large_growth / 2**20:.1f} ({large / 2**20:.0f} MiB); in memory "
           f"{memory_growth / 2**20:.1f} ({small / 2**20:.0f} MiB)")
-    assert large_growth - small_growth < 0.1 * (large - small)    # flat in the data size
+    # flat in the data size: 4x the data adds far less than the 192 MB held in memory would
+    # (the fixed overhead itself varies by about 30 MB between runs: allocator caching)
+    assert large_growth - small_growth < 0.25 * (large - small)
     assert large_growth < large / 2
     assert memory_growth > small            # the same measurement sees data held in memory
     assert small_loss == memory_loss
