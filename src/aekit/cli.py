@@ -103,7 +103,7 @@ def _n_rows(X: Any) -> int:
     return X.n_rows if hasattr(X, "n_rows") else len(X)
 
 
-def _write_rows(path: str, fn: Any, X: Any) -> None:
+def _write_rows(path: str, fn: Any, X: Any, column_prefix: str) -> None:
     """Write ``fn`` of the rows of ``X`` (an array or a source) to ``path`` (.npy or
     .parquet) chunk by chunk; under torchrun the shards are computed by every process and
     rank 0 writes them."""
@@ -117,7 +117,7 @@ def _write_rows(path: str, fn: Any, X: Any) -> None:
         chunks = (fn(rows) for rows in streaming.iter_chunks(X, chunk))
     if distributed.is_main_process():
         streaming.write_rows(path, chunks, _n_rows(X),
-                             column_prefix="z" if fn.__name__ == "transform" else "log_p")
+                             column_prefix=column_prefix)
 
 
 def _write_npy(path: str, array: np.ndarray) -> None:
@@ -203,7 +203,7 @@ def cmd_transform(args: argparse.Namespace) -> None:
     _check_output(args.output, (".npy", ".parquet"))
     model = aekit.load(args.model_file)
     X, _ = _load_data(args.data, args.split, args.memory_budget)
-    _write_rows(args.output, model.transform, X)
+    _write_rows(args.output, model.transform, X, column_prefix="z")
 
 
 def cmd_sample(args: argparse.Namespace) -> None:
