@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ import torch
 from torch import nn
 
 import aekit
-from aekit.bench import update_section
+from aekit.bench import machine_description, update_section
 
 HIDDEN, LATENT, BATCH, LR = (512, 256), 16, 128, 1e-3
 
@@ -126,7 +125,7 @@ def main() -> None:
         elbo_bare = float(np.mean([net.loss(Xt_test[i:i + 1000]).item()
                                    for i in range(0, len(Xt_test), 1000)]))
     result = {
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+        "machine": machine_description(),
         "torch": torch.__version__, "aekit": aekit.__version__,
         "epochs": args.epochs, "rounds": args.rounds,
         "aekit_s_per_epoch": statistics.median(ours), "bare_s_per_epoch": statistics.median(bare),

@@ -13,13 +13,12 @@ Usage: python benchmarks/eval_speed.py [--epochs 10] [--k 1000] [--write BENCHMA
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 
 import torch
 
 import aekit
-from aekit.bench import update_section
+from aekit.bench import machine_description, update_section
 
 
 def main() -> None:
@@ -44,8 +43,8 @@ def main() -> None:
     lines = [
         "<!-- eval_speed:start -->",
         f"Command: `python benchmarks/eval_speed.py --epochs {args.epochs} --k {args.k} "
-        f"--write BENCHMARKS.md`. Machine: {platform.machine()}, {torch.get_num_threads()} "
-        f"threads; torch {torch.__version__}; aekit {aekit.__version__}; "
+        f"--write BENCHMARKS.md`. Machine: {machine_description()}; "
+        f"torch {torch.__version__}; aekit {aekit.__version__}; "
         f"{time.strftime('%Y-%m-%d')}.", "",
         f"Reference VAE trained {args.epochs} epochs in fp32; `score_samples` with K={args.k} "
         "over all 10k Fashion-MNIST test images (grey levels), in one process.", "",

@@ -19,7 +19,6 @@ Usage: python benchmarks/fashion_2d.py [--epochs 30] [--tsne-train 10000] [--tru
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 
 import numpy as np
@@ -28,7 +27,7 @@ from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 
 import aekit
-from aekit.bench import update_section
+from aekit.bench import machine_description, update_section
 from aekit.metrics import knn_accuracy, trustworthiness
 
 # 1-NN test accuracy of 2-D embeddings of Fashion-MNIST reported by Sainburg, McInnes &
@@ -105,8 +104,8 @@ def main() -> None:
         f"Command: `OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 NUMBA_NUM_THREADS=1 python "
         f"benchmarks/fashion_2d.py --epochs {args.epochs} --tsne-train {args.tsne_train} "
         f"--trust-n {args.trust_n} --threads {args.threads} --methods {args.methods} "
-        f"--write BENCHMARKS.md`. Machine: {platform.machine()}, {torch.get_num_threads()} "
-        f"thread(s); torch {torch.__version__}; aekit {aekit.__version__}; "
+        f"--write BENCHMARKS.md`. Machine: {machine_description()}; "
+        f"torch {torch.__version__}; aekit {aekit.__version__}; "
         f"{time.strftime('%Y-%m-%d')}.", "",
         f"2-D embeddings of Fashion-MNIST grey levels. AE and VAE: MLP 784-512-256-2, Bernoulli "
         f"decoder (binary cross-entropy on the grey levels), Adam 1e-3, batch 128, "

@@ -12,14 +12,13 @@ Usage: python benchmarks/fashion_nll.py [--epochs 30] [--k 5000] [--write BENCHM
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 
 import numpy as np
 import torch
 
 import aekit
-from aekit.bench import update_section
+from aekit.bench import machine_description, update_section
 from aekit.evaluation import importance_sampled_log_likelihood
 
 
@@ -64,7 +63,7 @@ def main() -> None:
         + (f" --threads {args.threads}" if args.threads else "")
         + (f" --section {args.section}" if args.section != "fashion_nll" else "")
         + " --write BENCHMARKS.md`. Machine: "
-        f"{platform.machine()}, {torch.get_num_threads()} threads; torch {torch.__version__}; "
+        f"{machine_description()}; torch {torch.__version__}; "
         f"aekit {aekit.__version__}; {time.strftime('%Y-%m-%d')}.", "",
         f"Dynamically binarized Fashion-MNIST, MLP 784-512-256-{args.n_components}, Bernoulli "
         f"decoder, {args.epochs} epochs; NLL over all 10k test images (binarized once, seed 0) "

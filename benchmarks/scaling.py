@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -124,7 +123,7 @@ def main() -> None:
     import torch
 
     import aekit
-    from aekit.bench import update_section
+    from aekit.bench import machine_description, update_section
 
     start = time.perf_counter()
     ddp = ddp_rows(args.epochs) if args.epochs else []
@@ -135,7 +134,7 @@ def main() -> None:
         "<!-- scaling:start -->",
         f"Command: `python benchmarks/scaling.py --epochs {args.epochs} --sizes-mib "
         f"{args.sizes_mib} --write BENCHMARKS.md` ({(time.perf_counter() - start) / 60:.0f} "
-        f"min). Machine: {platform.machine()}, {os.cpu_count()} cores; torch "
+        f"min). Machine: {machine_description()}; torch "
         f"{torch.__version__}; aekit {aekit.__version__}; {time.strftime('%Y-%m-%d')}.", "",
         f"DDP on one machine: reference VAE on Fashion-MNIST 60k, {args.epochs} epochs, median "
         "s/epoch over epochs 2+.", "",

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import statistics
 import subprocess
@@ -42,7 +41,7 @@ import numpy as np
 import torch
 
 import aekit
-from aekit.bench import update_section
+from aekit.bench import machine_description, update_section
 
 HERE = Path(__file__).resolve().parent
 CONFIGS = {
@@ -175,7 +174,7 @@ def summarise(results: dict, full: dict | None, args: argparse.Namespace) -> str
         f"--n-test {args.n_test} --device {args.device}"
         + (" --pythae-python .venv-pythae/bin/python" if "pythae" in results else "")
         + " --write BENCHMARKS.md`",
-        f"Machine: {platform.machine()}, {torch.get_num_threads()} threads, device "
+        f"Machine: {machine_description()}, device "
         f"{args.device}; torch {torch.__version__}; aekit {aekit.__version__}; "
         f"{time.strftime('%Y-%m-%d')}.",
         "",

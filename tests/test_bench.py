@@ -1,6 +1,8 @@
 """The markdown writer shared by `aekit bench` and the benchmark scripts."""
 
-from aekit.bench import update_section
+import pytest
+
+from aekit.bench import machine_description, update_section
 
 
 def test_update_section_appends_then_replaces_only_its_block(tmp_path):
@@ -13,3 +15,21 @@ def test_update_section_appends_then_replaces_only_its_block(tmp_path):
     assert text.startswith("# Benchmarks\n\nintro\n")
     assert "new" in text and "old" not in text and "keep" in text
     assert text.count("## Speed") == 1 and text.index("## Speed") < text.index("## Other")
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ("fpu avx2 avx512f avx512_bf16 avx512_vnni", "(AVX-512, AVX-512 BF16, no AMX)"),
+    ("fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile amx_int8", "(AVX-512, AVX-512 BF16, AMX)"),
+    ("fpu sse2 avx2", "(no AVX-512, no AMX)"),
+])
+def test_machine_description_names_the_cpu_and_its_bf16_instructions(tmp_path, flags, expected):
+    info = tmp_path / "cpuinfo"
+    info.write_text(f"processor\t: 0\nmodel name\t: Test CPU 9000\nflags\t\t: {flags}\n\n"
+                    f"processor\t: 1\nmodel name\t: Test CPU 9000\nflags\t\t: {flags}\n")
+    text = machine_description(info)
+    assert text.startswith("Test CPU 9000, ") and expected in text and text.endswith("threads")
+
+
+def test_machine_description_without_cpuinfo_still_names_cores_and_threads(tmp_path):
+    text = machine_description(tmp_path / "missing")
+    assert "cores" in text and "AMX" not in text and text.endswith("threads")

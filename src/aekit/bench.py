@@ -16,6 +16,7 @@ Fashion-MNIST and takes hours.
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 from pathlib import Path
@@ -97,7 +98,7 @@ def render(mode: str, s: dict, rows: list[dict], codes: list, seconds: float) ->
     quick = " --quick" if mode == "quick" else ""
     lines = ["<!-- bench:start -->", f"Command: `aekit bench{quick} --write "
              f"BENCHMARKS.md` ({s['data']}, {seconds / 60:.1f} min). Machine: "
-             f"{platform.machine()}, {torch.get_num_threads()} threads; torch {torch.__version__};"
+             f"{machine_description()}; torch {torch.__version__};"
              f" aekit {__version__}; {time.strftime('%Y-%m-%d')}.", "",
              f"Every model with 8 latent dimensions, Bernoulli decoder, hidden "
              f"{s['hidden_layer_sizes']}, {s['max_iter']} epochs, seed 0; test split. "
@@ -148,6 +149,36 @@ def run(mode: str = "quick", write: str | None = None, log: Any = print) -> str:
         update_section(write, "bench", "Every model as a density, a manifold and a generator",
                        text)
     return text
+
+
+def machine_description(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
+    """The CPU a benchmark ran on, in words: model name, cores, and the matrix instruction
+    sets that decide bf16 speed (AVX-512 BF16, AMX). Machines of one kind differ in these,
+    and a bf16 speed-up measured on one does not carry to the other.
+
+    >>> machine_description("/nonexistent")  # doctest: +ELLIPSIS
+    '...threads'
+    """
+    name, flags = platform.processor() or "CPU", set()
+    try:
+        for line in Path(cpuinfo).read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and not flags:
+                name = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+                break
+    except OSError:
+        pass
+    isa = []
+    if flags:
+        isa.append("AVX-512" if "avx512f" in flags else "no AVX-512")
+        if "avx512_bf16" in flags:
+            isa.append("AVX-512 BF16")
+        isa.append("AMX" if {"amx_bf16", "amx_tile"} & flags else "no AMX")
+    detail = f" ({', '.join(isa)})" if isa else ""
+    return (f"{name}, {platform.machine()}, {os.cpu_count()} cores{detail}; "
+            f"{torch.get_num_threads()} threads")
 
 
 def update_section(path: str | Path, name: str, title: str, text: str) -> None:
