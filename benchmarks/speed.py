@@ -2,7 +2,9 @@
 
 Reference network: Fashion-MNIST 60k, MLP 784-512-256-16 (mean and log-variance heads),
 Bernoulli decoder, batch 128, Adam 1e-3. Each configuration trains in its own process
-(so its peak memory is its own), one after another:
+(so its peak memory is its own), one after another, and the whole sequence runs --rounds
+times in alternating order (a drift in the shared machine's speed then hits every
+configuration alike):
 
   (a) bare   a bare fp32 PyTorch loop (tensor slicing, textbook loss, fused Adam)
   (b) fp32   aekit, precision="32"
@@ -11,15 +13,17 @@ Bernoulli decoder, batch 128, Adam 1e-3. Each configuration trains in its own pr
   (e) pythae pythae's VAE with the same encoder/decoder, when --pythae-python is given
   (f) ddp_bf16  aekit bf16-mixed trained by 2 processes of 1 thread each (torchrun, gloo):
       the same global batch of 128, each process computing half of it
+  (g, h) the matrix products of one training step alone, fp32 and bf16, times the steps of
+      an epoch: the floor under any loop built on torch's matrix kernels on this machine
 
-Seconds per epoch are medians over epochs 2 and later; test NLL is importance-sampled with
---k samples on the first --n-test test images after the same number of epochs, computed
-by aekit's score_samples for (a)-(d) and (f) (the bare model's weights are loaded into an aekit
-VAE) and by pythae's own get_nll for (e). Separately it times aekit's NLL with K=1000 on
-the full 10k test set.
+Seconds per epoch are medians over epochs 2 and later of every round; test NLL is
+importance-sampled with --k samples on the first --n-test test images after the same number
+of epochs, computed by aekit's score_samples for (a)-(d) and (f) (the bare model's weights
+are loaded into an aekit VAE) and by pythae's own get_nll for (e). Separately it times
+aekit's NLL with K=1000 on the full 10k test set.
 
 Usage:
-  python benchmarks/speed.py [--epochs 10] [--pythae-python .venv-pythae/bin/python]
+  python benchmarks/speed.py [--epochs 10] [--rounds 2] [--pythae-python .venv-pythae/bin/python]
                              [--device cpu|cuda] [--write BENCHMARKS.md]
 Set up pythae's environment with `make pythae-env` (a separate venv; pythae is not an
 aekit dependency).
@@ -96,6 +100,46 @@ def run_config(name: str, epochs: int, k: int, n_test: int, device: str) -> dict
     return result
 
 
+LAYERS = [(784, 512), (512, 256), (256, 32), (16, 256), (256, 512), (512, 784)]
+
+
+def matmul_floor(device: str, rounds: int = 7, steps: int = 60) -> dict:
+    """Seconds per epoch of the reference network's matrix products alone, fp32 and bf16.
+
+    One training step at batch 128 multiplies: each layer forward (addmm), each layer's
+    weight gradient, and the input gradient of every layer but the first. Timing exactly
+    those products (469 steps an epoch), alternating the two dtypes in rounds, bounds what
+    any loop built on torch's matrix kernels can reach on this machine: a bf16 epoch cannot
+    take less than its products."""
+    dev = torch.device(device)
+    g = torch.Generator().manual_seed(0)
+    plans = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        ops = []
+        for i, (n_in, n_out) in enumerate(LAYERS):
+            x, w, b, dy = (torch.randn(*shape, generator=g).to(dev, dtype) for shape in
+                           ((128, n_in), (n_out, n_in), (n_out,), (128, n_out)))
+            ops.append(lambda x=x, w=w, b=b: torch.addmm(b, x, w.t()))
+            ops.append(lambda x=x, dy=dy: dy.t() @ x)
+            if i != 0:
+                ops.append(lambda w=w, dy=dy: dy @ w)
+        plans[str(dtype).removeprefix("torch.")] = ops
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    times = {name: [] for name in plans}
+    for r in range(rounds + 1):
+        for name, ops in plans.items():
+            sync()
+            start = time.perf_counter()
+            for _ in range(steps):
+                for op in ops:
+                    op()
+            sync()
+            if r:                     # round 0 warms up
+                times[name].append((time.perf_counter() - start) / steps)
+    per_epoch = -(-60000 // 128)
+    return {name: statistics.median(t) * per_epoch for name, t in times.items()}
+
+
 def full_nll_time(device: str, epochs: int) -> dict:
     """Wall time of aekit's K=1000 importance-sampled NLL over the 10k test images."""
     X, _ = aekit.datasets.load("fashion-mnist", split="train")
@@ -104,6 +148,15 @@ def full_nll_time(device: str, epochs: int) -> dict:
     start = time.perf_counter()
     nll = -model.score(X_test)
     return {"nll_k1000_full": nll, "seconds": time.perf_counter() - start}
+
+
+def _pool(outs: list[dict]) -> dict:
+    """One configuration's rounds as one result: the epochs after each round's first, the
+    first round's NLL (every round has the same seed), the largest peak memory and compile
+    time."""
+    return {"times": [t for o in outs for t in o["times"][1:]], "nll": outs[0]["nll"],
+            "peak_mib": max(o["peak_mib"] for o in outs),
+            "compile_s": max(o["compile_s"] for o in outs)}
 
 
 def _child(args: list[str]) -> dict:
@@ -121,6 +174,8 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--pythae-python", help="python of an environment with pythae installed")
     ap.add_argument("--configs", default=",".join(CONFIGS))
+    ap.add_argument("--rounds", type=int, default=2,
+                    help="run every configuration this many times, in alternating order")
     ap.add_argument("--skip-full-nll", action="store_true")
     ap.add_argument("--write", help="update this markdown file's speed section")
     ap.add_argument("--child", help=argparse.SUPPRESS)
@@ -128,6 +183,7 @@ def main() -> None:
 
     if args.child:
         result = (full_nll_time(args.device, args.epochs) if args.child == "full_nll"
+                  else matmul_floor(args.device) if args.child == "matmul"
                   else run_config(args.child, args.epochs, args.k, args.n_test, args.device))
         if result:
             print(json.dumps(result))
@@ -135,42 +191,53 @@ def main() -> None:
 
     me = [sys.executable, __file__, "--epochs", str(args.epochs), "--k", str(args.k),
           "--n-test", str(args.n_test), "--device", args.device]
-    results = {}
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                 "--nproc_per_node=2"]
-    for name in args.configs.split(","):
-        cmd = [*me, "--child", name]
-        results[name] = _child([*torchrun, *cmd[1:]] if name.startswith("ddp") else cmd)
-        print(name, json.dumps(results[name]), flush=True)
-    if args.pythae_python:
-        X, _ = aekit.datasets.load("fashion-mnist", split="train")
-        X_test, _ = aekit.datasets.load("fashion-mnist", split="test")
-        with tempfile.TemporaryDirectory() as tmp:
+    names = args.configs.split(",") + (["pythae"] if args.pythae_python else []) + ["matmul"]
+    rounds: dict[str, list[dict]] = {name: [] for name in names}
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.pythae_python:
+            X, _ = aekit.datasets.load("fashion-mnist", split="train")
+            X_test, _ = aekit.datasets.load("fashion-mnist", split="test")
             np.save(f"{tmp}/train.npy", X)
             np.save(f"{tmp}/test.npy", X_test)
-            r = _child([args.pythae_python, str(HERE / "_pythae_vae.py"), f"{tmp}/train.npy",
-                        f"{tmp}/test.npy", str(args.epochs), str(args.k), str(args.n_test), "0"])
-        results["pythae"] = {"times": r["times"], "nll": r["nll"], "peak_mib": r["peak_rss_mib"],
-                             "compile_s": 0.0}
-        print("pythae", json.dumps(results["pythae"]), flush=True)
+        for r in range(args.rounds):
+            # alternate the order so that a drift in the machine's speed hits all alike
+            for name in (names if r % 2 == 0 else names[::-1]):
+                if name == "pythae":
+                    out = _child([args.pythae_python, str(HERE / "_pythae_vae.py"),
+                                  f"{tmp}/train.npy", f"{tmp}/test.npy", str(args.epochs),
+                                  str(args.k), str(args.n_test), "0"])
+                    out = {"times": out["times"], "nll": out["nll"],
+                           "peak_mib": out["peak_rss_mib"], "compile_s": 0.0}
+                else:
+                    cmd = [*me, "--child", name]
+                    out = _child([*torchrun, *cmd[1:]] if name.startswith("ddp") else cmd)
+                rounds[name].append(out)
+                print(f"round {r + 1}: {name}", json.dumps(out), flush=True)
+    floor = {dtype: statistics.median(o[dtype] for o in rounds.pop("matmul"))
+             for dtype in ("float32", "bfloat16")}
+    results = {name: _pool(outs) for name, outs in rounds.items()}
     full = None if args.skip_full_nll else _child([*me, "--child", "full_nll"])
-    report = summarise(results, full, args)
+    report = summarise(results, full, floor, args)
     print(report)
     if args.write:
         update_section(args.write, "speed",
                        "Training speed: aekit, a bare loop and pythae (Fashion-MNIST)", report)
 
 
-def summarise(results: dict, full: dict | None, args: argparse.Namespace) -> str:
+def summarise(results: dict, full: dict | None, floor: dict,
+              args: argparse.Namespace) -> str:
     labels = {"bare": "(a) bare PyTorch loop, fp32", "fp32": "(b) aekit fp32",
               "bf16": "(c) aekit bf16-mixed", "compile": "(d) aekit bf16-mixed + compile",
               "pythae": "(e) pythae 0.1.2 VAE",
               "ddp_bf16": "(f) aekit bf16-mixed, 2 processes of 1 thread (torchrun)"}
-    med = {n: statistics.median(r["times"][1:]) for n, r in results.items()}
+    med = {n: statistics.median(r["times"]) for n, r in results.items()}
     ref = med.get("pythae")
     lines = [
         "<!-- speed:start -->",
-        f"Command: `python benchmarks/speed.py --epochs {args.epochs} --k {args.k} "
+        f"Command: `python benchmarks/speed.py --epochs {args.epochs} --rounds {args.rounds} "
+        f"--k {args.k} "
         f"--n-test {args.n_test} --device {args.device}"
         + (" --pythae-python .venv-pythae/bin/python" if "pythae" in results else "")
         + " --write BENCHMARKS.md`",
@@ -187,8 +254,13 @@ def summarise(results: dict, full: dict | None, args: argparse.Namespace) -> str
         extra = f" (+{r['compile_s']:.0f} s compile)" if r["compile_s"] else ""
         lines.append(f"| {labels[name]} | {med[name]:.2f}{extra} | {60000 / med[name]:,.0f} | "
                      f"{speedup} | {r['peak_mib']:.0f} | {r['nll']:.2f} |")
+    for dtype, tag in (("float32", "g"), ("bfloat16", "h")):
+        speedup = f"{ref / floor[dtype]:.2f}x" if ref else "n/a"
+        lines.append(f"| ({tag}) the step's matrix products alone, {dtype} (no loop) | "
+                     f"{floor[dtype]:.2f} | {60000 / floor[dtype]:,.0f} | {speedup} | – | – |")
     if "bare" in med and "fp32" in med:
-        lines.append(f"\naekit fp32 / bare loop time per epoch: **{med['fp32'] / med['bare']:.3f}**.")
+        lines.append("\naekit fp32 / bare loop time per epoch: "
+                     f"**{med['fp32'] / med['bare']:.3f}**.")
     if full:
         lines.append(f"Importance-sampled NLL with K=1000 over all 10k test images (aekit fp32 "
                      f"model): {full['nll_k1000_full']:.2f} nats in {full['seconds']:.1f} s.")
