@@ -215,7 +215,8 @@ def main() -> None:
                     out = _child([*torchrun, *cmd[1:]] if name.startswith("ddp") else cmd)
                 rounds[name].append(out)
                 print(f"round {r + 1}: {name}", json.dumps(out), flush=True)
-    floor = {dtype: statistics.median(o[dtype] for o in rounds.pop("matmul"))
+    matmul = rounds.pop("matmul")
+    floor = {dtype: statistics.median(o[dtype] for o in matmul)
              for dtype in ("float32", "bfloat16")}
     results = {name: _pool(outs) for name, outs in rounds.items()}
     full = None if args.skip_full_nll else _child([*me, "--child", "full_nll"])
