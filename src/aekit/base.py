@@ -38,7 +38,6 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import validate_data
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
@@ -51,16 +50,16 @@ from .training import (
     ON_NAN,
     PRECISIONS,
     LossTerms,
-    autocast,
+    TrainingStepMixin,
     compiled,
-    default_optimizer,
     fit_loop,
     resolve_device,
 )
+from .validation import ValidationMixin
 
 
-class BaseAutoencoder(InferenceMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin,
-                      BaseEstimator):
+class BaseAutoencoder(InferenceMixin, TrainingStepMixin, ValidationMixin,
+                      ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Shared estimator behaviour; see the module docstring for the hooks a model writes.
 
     Parameters common to every model (a subclass's docstring lists them again):
@@ -257,105 +256,6 @@ class BaseAutoencoder(InferenceMixin, ClassNamePrefixFeaturesOutMixin, Transform
     #: scikit-learn estimator checks this model cannot pass, with the reason.
     _expected_failed_checks: dict[str, str] = {}
 
-    def _configure_optimizers(self) -> torch.optim.Optimizer:
-        return default_optimizer(self.module_.parameters(), self.learning_rate)
-
-    def _forward_loss(self, x: Tensor, y: Tensor | None) -> tuple[Tensor, LossTerms]:
-        """(the scalar to backpropagate, the loss terms to log), through DDP and
-        ``torch.compile`` when they are active."""
-        ddp = self.__dict__.get("_ddp")
-        if ddp is not None:
-            to_minimise, total, terms = ddp(x, y)
-            return to_minimise, LossTerms(total, terms)
-        out = self.__dict__.get("_compiled_loss", self._loss)(x, y)
-        return out.total, out
-
-    def _train_step(self, x: Tensor, y: Tensor | None, optimizer: Any) -> dict[str, Tensor]:
-        """One optimisation step on a minibatch; returns the detached terms to log.
-
-        Contract for overrides: a non-finite ``"loss"`` must come with no update applied;
-        the loop then acts on ``on_nan``.
-        """
-        optimizer.zero_grad(set_to_none=True)
-        with autocast(self.precision, x.device):
-            to_minimise, out = self._forward_loss(x, y)
-        terms = {"loss": out.total.detach(), **{k: v.detach() for k, v in out.terms.items()}}
-        if not distributed.all_finite(out.total, self.__dict__.get("_world", distributed.World())):
-            terms["loss"] = terms["loss"] * float("nan")   # non-finite on some rank: all skip
-            return terms
-        self._backward_step(to_minimise, optimizer)
-        self._update_scaler()
-        return terms
-
-    def _backward_step(self, objective: Tensor, optimizer: Any) -> None:
-        """Backpropagate ``objective`` and step ``optimizer``, through the fp16 gradient
-        scaler when ``precision="16-mixed"`` (call ``_update_scaler`` once per step)."""
-        scaler = self.__dict__.get("_scaler")
-        if scaler is None:
-            objective.backward()
-            optimizer.step()
-        else:
-            scaler.scale(objective).backward()
-            scaler.step(optimizer)
-
-    def _update_scaler(self) -> None:
-        scaler = self.__dict__.get("_scaler")
-        if scaler is not None:
-            scaler.update()
-
-    def _randn(self, *shape: int) -> Tensor:
-        """Standard normal noise from the training generator (only valid inside ``fit``)."""
-        g = self._generator
-        return torch.randn(*shape, generator=g, device=g.device)
-
-    # ------------------------------------------------------------ validation
-
-    def _validate_X(self, X: Any, *, reset: bool) -> Any:
-        """float32 rows ``(n, D)``; sets ``input_shape_`` and ``n_features_in_`` on reset.
-
-        After fitting, data to stream (a source, a path, a memory map larger than the
-        memory budget) come back as a :class:`~aekit.streaming.CheckedSource`, read and
-        checked a chunk at a time."""
-        if not reset:
-            X = streaming.resolve(X)
-            if isinstance(X, Source):
-                return streaming.CheckedSource(X, self.input_shape_, type(self).__name__)
-        shape = getattr(X, "shape", None)
-        if (not reset and shape is not None and len(shape) >= 2 and hasattr(self, "input_shape_")
-                and (len(shape) > 2 or len(self.input_shape_) > 1)
-                and tuple(shape[1:]) != tuple(self.input_shape_)):
-            raise ValueError(f"X has rows of shape {tuple(shape[1:])}, but "
-                             f"{type(self).__name__} was fitted on rows of shape "
-                             f"{tuple(self.input_shape_)}")
-        X = validate_data(self, X, reset=reset, dtype=np.float32, allow_nd=True,
-                          ensure_min_samples=2 if reset else 1)
-        if X.ndim > 4:
-            raise ValueError(f"expected rows (n, D) or images (n, H, W) / (n, C, H, W); "
-                             f"got an array of shape {X.shape}")
-        if reset:
-            self.input_shape_ = tuple(int(s) for s in X.shape[1:])
-        elif tuple(X.shape[1:]) != tuple(self.input_shape_):
-            raise ValueError(f"X has rows of shape {tuple(X.shape[1:])}, but "
-                             f"{type(self).__name__} was fitted on rows of shape "
-                             f"{tuple(self.input_shape_)}")
-        return X.reshape(len(X), -1)
-
-    def _check_support(self, X: Any) -> None:
-        check = LIKELIHOODS.lookup(self.likelihood)(X.shape[1]).check_support
-        if isinstance(X, streaming.CheckedSource):
-            X.checks.append(check)      # checked chunk by chunk as the rows are read
-        else:
-            check(X)
-
-    def _check_hyperparameters(self) -> None:
-        sizes = self.hidden_layer_sizes
-        if isinstance(sizes, numbers.Integral):
-            sizes = (sizes,)
-        sizes = list(sizes)
-        if not sizes or not all(isinstance(s, numbers.Integral) and s > 0 for s in sizes):
-            raise ValueError(f"hidden_layer_sizes must be a non-empty sequence of positive "
-                             f"integers; got {self.hidden_layer_sizes!r}")
-
     # ---------------------------------------------------------------- fitting
 
     def fit(self, X: Any, y: Any = None, *, checkpoint_dir: str | None = None,
@@ -455,41 +355,6 @@ class BaseAutoencoder(InferenceMixin, ClassNamePrefixFeaturesOutMixin, Transform
         with torch.inference_mode():
             self._after_fit(x)
         return self
-
-    def _check_binarize(self, X: np.ndarray) -> None:
-        if self.binarize == "dynamic" and X.size and (X.min() < 0 or X.max() > 1):
-            raise ValueError(f"binarize='dynamic' draws Bernoulli pixels from grey levels "
-                             f"in [0, 1]; the data range over [{X.min():g}, {X.max():g}]")
-
-    def _validate_source(self, source: Source, fingerprint: bool) -> str | None:
-        """Check data to stream in one pass (finite, in the likelihood's support) and set
-        ``input_shape_`` / ``n_features_in_``. Returns the data's SHA-256 when asked."""
-        name = type(self).__name__
-        if self._streaming_unsupported:
-            raise ValueError(f"{name} cannot train on streamed data: "
-                             f"{self._streaming_unsupported}. Load the data into memory "
-                             "(a larger memory_budget) or use another model")
-        if len(source.row_shape) > 3:
-            raise ValueError(f"expected rows (n, D) or images (n, H, W) / (n, C, H, W); got "
-                             f"rows of shape {source.row_shape}")
-        if self.early_stopping and not source.random_access:
-            raise ValueError(f"early_stopping holds out random rows, which {type(source).__name__}"
-                             " cannot read apart from the others (it is read in blocks); use a "
-                             ".npy file, or early_stopping=False")
-        n_features = math.prod(source.row_shape)
-        check_support = LIKELIHOODS.lookup(self.likelihood)(n_features).check_support
-
-        def check(rows: np.ndarray) -> None:
-            check_support(rows)
-            self._check_binarize(rows)
-
-        digest = streaming.scan(source, check, fingerprint)
-        if source.n_rows < 2:
-            raise ValueError(f"n_samples={source.n_rows} while a minimum of 2 is required "
-                             f"by {name}")
-        self.input_shape_ = tuple(int(s) for s in source.row_shape)
-        self.n_features_in_ = self.input_shape_[0]      # as validate_data sets it for images
-        return digest
 
     def _check_distributed(self, world: distributed.World) -> None:
         if world.size == 1:

@@ -36,8 +36,8 @@ import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted
 
-#: colour of the gaps between the images of a mosaic (outside any grey level of the data).
-GAP_COLOR = "#b8c4d6"
+from ._mosaic import as_images, grid, mosaic_size, new_axes, show_mosaic, value_range
+
 #: Burda et al.'s threshold: unit j is active when Cov_x(E_q[z_j]) exceeds it.
 ACTIVE_UNIT_THRESHOLD = 0.01
 #: more distinct labels than this are coloured on a continuous scale.
@@ -46,26 +46,6 @@ MAX_CATEGORIES = 20
 
 class NotApplicableError(ValueError):
     """This figure does not apply to this model or these data (the message says why)."""
-
-
-def _new_axes(ax: Any, figsize: tuple[float, float]) -> Any:
-    """``ax``, or the Axes of a new pyplot-free Figure of ``figsize`` inches at 100 dpi."""
-    if ax is not None:
-        return ax
-    try:
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise ImportError("aekit's figures need matplotlib: pip install 'aekit[plot]'") from None
-    return Figure(figsize=figsize, dpi=100, layout="constrained").add_subplot()
-
-
-def _mosaic_size(rows: int, cols: int, image: tuple[int, ...], cell: float,
-                 labels: float = 0.0, below: float = 0.0) -> tuple[float, float]:
-    """Figure inches for a mosaic of ``rows`` x ``cols`` images ``cell`` inches wide, plus
-    room for the title, ``labels`` inches of row labels and ``below`` inches of column
-    labels."""
-    H, W = image[:2]
-    return max(4.0, cols * cell + labels + 0.4), rows * cell * H / W + 0.7 + below
 
 
 def _name(model: Any) -> str:
@@ -109,58 +89,6 @@ def image_shape_of(model: Any, image_shape: Any = None) -> tuple[int, ...]:
     return shape
 
 
-def _as_images(A: Any, shape: tuple[int, ...]) -> np.ndarray:
-    """Rows of any shape with prod(shape) values -> ``(n, H, W)`` grey or ``(n, H, W, 3)``."""
-    A = np.asarray(A, dtype=np.float64)
-    images = A.reshape(len(A), *shape)
-    if len(shape) == 3:
-        images = images[:, 0] if shape[0] == 1 else images.transpose(0, 2, 3, 1)
-    return images
-
-
-def _value_range(reference: np.ndarray) -> tuple[float, float]:
-    """Grey levels [0, 1] for data in [0, 1] (so contrast is never stretched), else min..max."""
-    lo, hi = float(np.nanmin(reference)), float(np.nanmax(reference))
-    if lo >= -1e-6 and hi <= 1 + 1e-6:
-        return 0.0, 1.0
-    return lo, (hi if hi > lo else lo + 1.0)
-
-
-def _show_mosaic(ax: Any, cells: np.ndarray, value_range: tuple[float, float],
-                 row_labels: list[str] | None = None,
-                 col_labels: list[str] | None = None) -> Any:
-    """Draw images ``cells`` of shape ``(R, C, H, W[, 3])`` (NaN cells are empty) as one
-    array, separated by thin lines (not pixel gaps, which look thick on 8x8 images), with
-    rows and columns labelled by ticks."""
-    import matplotlib
-
-    R, C, H, W = cells.shape[:4]
-    # (R, C, H, W, ...) -> (R, H, C, W, ...) -> (R * H, C * W, ...)
-    mosaic = np.swapaxes(cells, 1, 2).reshape(R * H, C * W, *cells.shape[4:])
-    lo, hi = value_range
-    if mosaic.ndim == 3:       # RGB: imshow wants [0, 1]; empty cells white
-        rgb = np.clip((mosaic - lo) / (hi - lo), 0, 1)
-        ax.imshow(np.nan_to_num(rgb, nan=1.0), interpolation="nearest")
-    else:
-        cmap = matplotlib.colormaps["gray"].with_extremes(bad=GAP_COLOR)
-        ax.imshow(np.ma.masked_invalid(mosaic), cmap=cmap, vmin=lo, vmax=hi,
-                  interpolation="nearest")
-    ax.vlines(np.arange(1, C) * W - 0.5, -0.5, R * H - 0.5, color=GAP_COLOR, linewidth=1)
-    ax.hlines(np.arange(1, R) * H - 0.5, -0.5, C * W - 0.5, color=GAP_COLOR, linewidth=1)
-    ax.set_xticks(np.arange(C) * W + (W - 1) / 2 if col_labels else [], col_labels or [])
-    ax.set_yticks(np.arange(R) * H + (H - 1) / 2 if row_labels else [], row_labels or [])
-    ax.tick_params(length=0)
-    return ax
-
-
-def _grid(images: np.ndarray, n_cols: int) -> np.ndarray:
-    """``(n, H, W[, 3])`` -> ``(R, n_cols, H, W[, 3])``, the last row padded with NaN."""
-    n_rows = -(-len(images) // n_cols)
-    cells = np.full((n_rows * n_cols, *images.shape[1:]), np.nan)
-    cells[:len(images)] = images
-    return cells.reshape(n_rows, n_cols, *images.shape[1:])
-
-
 def _first_rows(X: Any, n: int, what: str) -> np.ndarray:
     X = np.asarray(X)
     if not isinstance(n, int | np.integer) or n < 1:
@@ -187,7 +115,7 @@ def latent_scatter(model: Any, X: Any, y: Any = None, ax: Any = None) -> Any:
     else:
         Z = model.transform(X)                                        # (n, k)
     n, k = Z.shape
-    ax = _new_axes(ax, (6.4, 5.0))
+    ax = new_axes(ax, (6.4, 5.0))
     if k == 1:
         xs, ys, labels = Z[:, 0], np.arange(n), ("z1", "row index")
     elif k == 2:
@@ -286,10 +214,10 @@ def manifold_grid(model: Any, n: int = 15, ax: Any = None, image_shape: Any = No
     z1, z2, source = _latent_axes(model, n, X)
     # rows from top to bottom go down in z2, columns left to right up in z1
     Z = np.stack(np.meshgrid(z1, z2[::-1]), axis=-1).reshape(-1, 2)           # (n * n, 2)
-    images = _as_images(model.inverse_transform(Z.astype(np.float32)), shape)
+    images = as_images(model.inverse_transform(Z.astype(np.float32)), shape)
     cells = images.reshape(n, n, *images.shape[1:])
-    ax = _new_axes(ax, _mosaic_size(n, n, images.shape[1:], 0.42, labels=0.8, below=0.4))
-    _show_mosaic(ax, cells, _value_range(images))
+    ax = new_axes(ax, mosaic_size(n, n, images.shape[1:], 0.42, labels=0.8, below=0.4))
+    show_mosaic(ax, cells, value_range(images))
     H, W = images.shape[1:3]
     ticks = np.array([0, n // 2, n - 1])
     ax.set_xticks(ticks * W + (W - 1) / 2, [_tick(z1[i]) for i in ticks])
@@ -313,10 +241,10 @@ def reconstructions(model: Any, X: Any, n: int = 10, ax: Any = None,
     shape = image_shape_of(model, image_shape)
     _unconditional(model, "reconstructions")
     X = _first_rows(X, n, "reconstructions")
-    originals = _as_images(X, shape)
-    rebuilt = _as_images(model.reconstruct(X), shape)
-    ax = _new_axes(ax, _mosaic_size(2, len(X), originals.shape[1:], 0.65, labels=1.2))
-    _show_mosaic(ax, np.stack([originals, rebuilt]), _value_range(originals),
+    originals = as_images(X, shape)
+    rebuilt = as_images(model.reconstruct(X), shape)
+    ax = new_axes(ax, mosaic_size(2, len(X), originals.shape[1:], 0.65, labels=1.2))
+    show_mosaic(ax, np.stack([originals, rebuilt]), value_range(originals),
                  row_labels=["input", "reconstruction"])
     ax.set_title(f"{_name(model)}: reconstructions (decoder means)", fontsize="medium")
     return ax
@@ -327,10 +255,10 @@ def samples(model: Any, n: int = 16, random_state: Any = 0, ax: Any = None,
     """Decoder means of ``n`` draws from the model's prior, in a near-square grid."""
     shape = image_shape_of(model, image_shape)
     _unconditional(model, "samples")
-    images = _as_images(model.sample(n, random_state=random_state), shape)
+    images = as_images(model.sample(n, random_state=random_state), shape)
     n_cols = math.ceil(math.sqrt(n))
-    ax = _new_axes(ax, _mosaic_size(math.ceil(n / n_cols), n_cols, images.shape[1:], 1.1))
-    _show_mosaic(ax, _grid(images, n_cols), _value_range(images))
+    ax = new_axes(ax, mosaic_size(math.ceil(n / n_cols), n_cols, images.shape[1:], 1.1))
+    show_mosaic(ax, grid(images, n_cols), value_range(images))
     ax.set_title(f"{_name(model)}: {n} samples (decoder means of prior draws)",
                  fontsize="medium")
     return ax
@@ -353,11 +281,11 @@ def interpolation(model: Any, x0: Any, x1: Any, n: int = 10, ax: Any = None,
     z0, z1 = model.transform(np.stack([e.reshape(model.input_shape_) for e in ends]))
     t = np.linspace(0.0, 1.0, n, dtype=np.float32)[:, None]                     # (n, 1)
     decoded = model.inverse_transform((1 - t) * z0 + t * z1)                    # (n, ...)
-    originals = _as_images(np.stack([e.reshape(-1) for e in ends]), shape)
-    images = np.concatenate([originals[:1], _as_images(decoded, shape), originals[1:]])
-    ax = _new_axes(ax, _mosaic_size(1, n + 2, images.shape[1:], 0.65, below=0.3))
+    originals = as_images(np.stack([e.reshape(-1) for e in ends]), shape)
+    images = np.concatenate([originals[:1], as_images(decoded, shape), originals[1:]])
+    ax = new_axes(ax, mosaic_size(1, n + 2, images.shape[1:], 0.65, below=0.3))
     labels = ["A"] + ["t=0"] + [""] * (n - 2) + ["t=1"] + ["B"]
-    _show_mosaic(ax, images[None], _value_range(originals), col_labels=labels)
+    show_mosaic(ax, images[None], value_range(originals), col_labels=labels)
     ax.set_title(f"{_name(model)}: decoded straight line between the codes of A and B",
                  fontsize="medium")
     return ax
@@ -373,11 +301,11 @@ def denoising(model: Any, X: Any, n: int = 8, ax: Any = None, image_shape: Any =
     _unconditional(model, "denoising")
     X = _first_rows(X, n, "denoising")
     noisy = model.corrupt(X, random_state=0)
-    clean = _as_images(X, shape)
-    cells = np.stack([_as_images(noisy, shape), _as_images(model.reconstruct(noisy), shape),
+    clean = as_images(X, shape)
+    cells = np.stack([as_images(noisy, shape), as_images(model.reconstruct(noisy), shape),
                       clean])
-    ax = _new_axes(ax, _mosaic_size(3, len(X), clean.shape[1:], 0.65, labels=1.2))
-    _show_mosaic(ax, cells, _value_range(clean),
+    ax = new_axes(ax, mosaic_size(3, len(X), clean.shape[1:], 0.65, labels=1.2))
+    show_mosaic(ax, cells, value_range(clean),
                  row_labels=["noisy input", "reconstruction", "clean original"])
     ax.set_title(f"{_name(model)}: denoising", fontsize="medium")
     return ax
@@ -399,13 +327,13 @@ def cvae_analogies(model: Any, X: Any, y: Any, n: int = 5, ax: Any = None,
     y = np.asarray(y)[:len(X)]
     Z = model.transform(X, y)                                                   # (n, k)
     classes = list(model.classes_)
-    decoded = [_as_images(model.inverse_transform(Z, np.full(len(X), c)), shape)
+    decoded = [as_images(model.inverse_transform(Z, np.full(len(X), c)), shape)
                for c in classes]
-    originals = _as_images(X, shape)
+    originals = as_images(X, shape)
     cells = np.stack([originals, *decoded], axis=1)                    # (n, 1 + C, H, W)
-    ax = _new_axes(ax, _mosaic_size(len(X), len(classes) + 1, originals.shape[1:], 0.6,
+    ax = new_axes(ax, mosaic_size(len(X), len(classes) + 1, originals.shape[1:], 0.6,
                                     labels=0.8, below=0.5))
-    _show_mosaic(ax, cells, _value_range(originals),
+    show_mosaic(ax, cells, value_range(originals),
                  col_labels=["input"] + [str(c) for c in classes],
                  row_labels=[str(label) for label in y])
     ax.set_xlabel("decoded with label")
@@ -424,7 +352,7 @@ def training_curves(model: Any, ax: Any = None) -> Any:
     history = getattr(model, "history_", None) or {}
     if not history.get("loss"):
         raise NotApplicableError(f"{_name(model)} has no training history (history_)")
-    ax = _new_axes(ax, (6.4, 4.0))
+    ax = new_axes(ax, (6.4, 4.0))
     loss = np.asarray(history["loss"], dtype=float)
     epochs = np.arange(1, len(loss) + 1)
     marker = "o" if len(epochs) <= 30 else None
@@ -484,7 +412,7 @@ def kl_per_dimension(model: Any, X: Any, ax: Any = None) -> Any:
     k = out.shape[1] // 2
     kl, activity = out[:, :k].mean(axis=0), out[:, k:].var(axis=0)
     active = activity > ACTIVE_UNIT_THRESHOLD
-    ax = _new_axes(ax, (max(6.4, 0.3 * k + 2.5), 4.4))
+    ax = new_axes(ax, (max(6.4, 0.3 * k + 2.5), 4.4))
     dims = np.arange(1, k + 1)
     bars = ax.bar(dims, kl, color=["C0" if a else "0.75" for a in active])
     if k <= 16:

@@ -112,6 +112,65 @@ def default_optimizer(params: Any, learning_rate: float) -> torch.optim.Optimize
         return torch.optim.Adam(params, lr=learning_rate)
 
 
+class TrainingStepMixin:
+    """One optimisation step, as the loop calls it on a model: the forward pass through
+    DDP and ``torch.compile`` when active, autocast, backward through the fp16 gradient
+    scaler, and the training noise. Models with several optimizers override
+    ``_configure_optimizers`` / ``_train_step`` and reuse the rest."""
+
+    def _configure_optimizers(self) -> torch.optim.Optimizer:
+        return default_optimizer(self.module_.parameters(), self.learning_rate)
+
+    def _forward_loss(self, x: Tensor, y: Tensor | None) -> tuple[Tensor, LossTerms]:
+        """(the scalar to backpropagate, the loss terms to log), through DDP and
+        ``torch.compile`` when they are active."""
+        ddp = self.__dict__.get("_ddp")
+        if ddp is not None:
+            to_minimise, total, terms = ddp(x, y)
+            return to_minimise, LossTerms(total, terms)
+        out = self.__dict__.get("_compiled_loss", self._loss)(x, y)
+        return out.total, out
+
+    def _train_step(self, x: Tensor, y: Tensor | None, optimizer: Any) -> dict[str, Tensor]:
+        """One optimisation step on a minibatch; returns the detached terms to log.
+
+        Contract for overrides: a non-finite ``"loss"`` must come with no update applied;
+        the loop then acts on ``on_nan``.
+        """
+        optimizer.zero_grad(set_to_none=True)
+        with autocast(self.precision, x.device):
+            to_minimise, out = self._forward_loss(x, y)
+        terms = {"loss": out.total.detach(), **{k: v.detach() for k, v in out.terms.items()}}
+        if not distributed.all_finite(out.total, self.__dict__.get("_world", distributed.World())):
+            terms["loss"] = terms["loss"] * float("nan")   # non-finite on some rank: all skip
+            return terms
+        self._backward_step(to_minimise, optimizer)
+        self._update_scaler()
+        return terms
+
+    def _backward_step(self, objective: Tensor, optimizer: Any) -> None:
+        """Backpropagate ``objective`` and step ``optimizer``, through the fp16 gradient
+        scaler when ``precision="16-mixed"`` (call ``_update_scaler`` once per step)."""
+        scaler = self.__dict__.get("_scaler")
+        if scaler is None:
+            objective.backward()
+            optimizer.step()
+        else:
+            scaler.scale(objective).backward()
+            scaler.step(optimizer)
+
+    def _update_scaler(self) -> None:
+        scaler = self.__dict__.get("_scaler")
+        if scaler is not None:
+            scaler.update()
+
+    def _randn(self, *shape: int) -> Tensor:
+        """Standard normal noise from the training generator (only valid inside ``fit``)."""
+        g = self._generator
+        return torch.randn(*shape, generator=g, device=g.device)
+
+
+
 def _split(est: BaseAutoencoder, x: Any, y: Tensor | None, generator: torch.Generator):
     """Hold out ``validation_fraction`` of the rows when early stopping is on."""
     if not est.early_stopping:
