@@ -103,27 +103,32 @@ def run_config(name: str, epochs: int, k: int, n_test: int, device: str) -> dict
 LAYERS = [(784, 512), (512, 256), (256, 32), (16, 256), (256, 512), (512, 784)]
 
 
+def step_products(dtype: torch.dtype, device: torch.device, batch: int = 128) -> list:
+    """The matrix products of one training step of the reference network, as calls: each
+    layer's forward (addmm) and weight gradient, and the input gradient of every layer but
+    the first (the data need none)."""
+    g = torch.Generator().manual_seed(0)
+    ops = []
+    for i, (n_in, n_out) in enumerate(LAYERS):
+        x, w, b, dy = (torch.randn(*shape, generator=g).to(device, dtype) for shape in
+                       ((batch, n_in), (n_out, n_in), (n_out,), (batch, n_out)))
+        ops.append(lambda x=x, w=w, b=b: torch.addmm(b, x, w.t()))
+        ops.append(lambda x=x, dy=dy: dy.t() @ x)
+        if i != 0:
+            ops.append(lambda w=w, dy=dy: dy @ w)
+    return ops
+
+
 def matmul_floor(device: str, rounds: int = 7, steps: int = 60) -> dict:
     """Seconds per epoch of the reference network's matrix products alone, fp32 and bf16.
 
-    One training step at batch 128 multiplies: each layer forward (addmm), each layer's
-    weight gradient, and the input gradient of every layer but the first. Timing exactly
-    those products (469 steps an epoch), alternating the two dtypes in rounds, bounds what
+    Timing exactly the products of :func:`step_products` (469 steps an epoch), alternating
+    the two dtypes in rounds, bounds what
     any loop built on torch's matrix kernels can reach on this machine: a bf16 epoch cannot
     take less than its products."""
     dev = torch.device(device)
-    g = torch.Generator().manual_seed(0)
-    plans = {}
-    for dtype in (torch.float32, torch.bfloat16):
-        ops = []
-        for i, (n_in, n_out) in enumerate(LAYERS):
-            x, w, b, dy = (torch.randn(*shape, generator=g).to(dev, dtype) for shape in
-                           ((128, n_in), (n_out, n_in), (n_out,), (128, n_out)))
-            ops.append(lambda x=x, w=w, b=b: torch.addmm(b, x, w.t()))
-            ops.append(lambda x=x, dy=dy: dy.t() @ x)
-            if i != 0:
-                ops.append(lambda w=w, dy=dy: dy @ w)
-        plans[str(dtype).removeprefix("torch.")] = ops
+    plans = {str(dtype).removeprefix("torch."): step_products(dtype, dev)
+             for dtype in (torch.float32, torch.bfloat16)}
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     times = {name: [] for name in plans}
     for r in range(rounds + 1):

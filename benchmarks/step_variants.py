@@ -21,13 +21,18 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from aekit.bench import machine_description, update_section
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from speed import step_products  # noqa: E402
 
 B, LATENT = 128, 16
 BETAS, EPS, LR = (0.9, 0.999), 1e-8, 1e-3
@@ -113,16 +118,7 @@ def make_step(variant: str):
 
 
 def _matmul_step():
-    g = torch.Generator().manual_seed(0)
-    ops = []
-    for i, (n_in, n_out) in enumerate([(784, 512), (512, 256), (256, 32), (16, 256),
-                                       (256, 512), (512, 784)]):
-        x, w, b, dy = (torch.randn(*s, generator=g).to(torch.bfloat16)
-                       for s in ((B, n_in), (n_out, n_in), (n_out,), (B, n_out)))
-        ops.append(lambda x=x, w=w, b=b: torch.addmm(b, x, w.t()))
-        ops.append(lambda x=x, dy=dy: dy.t() @ x)
-        if i:
-            ops.append(lambda w=w, dy=dy: dy @ w)
+    ops = step_products(torch.bfloat16, torch.device("cpu"), B)
 
     def step(x, eps):
         for op in ops:
