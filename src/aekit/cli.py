@@ -9,7 +9,6 @@ Set ``AEKIT_DEBUG=1`` to see the traceback anyway.
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import os
 import sys
@@ -17,127 +16,24 @@ import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+
+from ._cli_support import (
+    UserError,
+    check_output,
+    count_rows,
+    in_memory,
+    load_data,
+    make_model,
+    model_params,
+    write_npy,
+    write_output,
+)
 
 EXIT_USAGE = 2
 #: rows of streamed training data that a report after ``fit`` reads
 REPORT_ROWS = 10000
-
-
-class UserError(Exception):
-    """An error the user can fix; printed as one line."""
-
-
-def _parse_value(text: str) -> Any:
-    """``--set`` values: Python literals (numbers, tuples, True, None) else plain strings."""
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
-
-
-def _read_config(path: str | None) -> dict[str, Any]:
-    if path is None:
-        return {}
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError:
-        raise UserError(f"config file {path!r} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise UserError(f"config file {path!r} is not valid TOML: {exc}") from None
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-
-
-def _model_params(args: argparse.Namespace) -> dict[str, Any]:
-    params = _read_config(args.config)
-    for item in args.set or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UserError(f"--set expects key=value; got {item!r}")
-        params[key.strip()] = _parse_value(value.strip())
-    return params
-
-
-def _make_model(name: str, params: dict[str, Any]) -> Any:
-    import aekit
-
-    model = aekit.get_model(name)
-    valid = model.get_params()
-    unknown = sorted(set(params) - set(valid))
-    if unknown:
-        raise UserError(f"unknown parameter(s) for {name}: {', '.join(unknown)}; "
-                        f"valid: {', '.join(sorted(valid))}")
-    return model.set_params(**params)
-
-
-def _load_data(source: str, split: str, memory_budget: str | None = None
-               ) -> tuple[Any, np.ndarray | None]:
-    """Rows and labels of a dataset or file. A ``.npy`` / ``.parquet`` file or a folder
-    larger than the memory budget comes back as a (flattened) source to stream."""
-    from aekit import datasets, sources, streaming
-
-    if source in datasets.list_datasets() or not sources.is_streamable(source):
-        return datasets.load(source, split=split)
-    try:
-        src = sources.Flattened(sources.open_source(source))
-        budget = sources.memory_budget(memory_budget)
-    except ImportError as exc:
-        raise UserError(str(exc)) from None
-    return streaming.resolve(src, budget), src.labels()
-
-
-def _in_memory(X: Any, command: str) -> None:
-    if hasattr(X, "n_rows"):
-        raise UserError(f"aekit {command} reads its data into memory, and these exceed the "
-                        "memory budget; evaluate a subset, or pass a larger --memory-budget")
-
-
-def _n_rows(X: Any) -> int:
-    return X.n_rows if hasattr(X, "n_rows") else len(X)
-
-
-def _write_rows(path: str, fn: Any, X: Any, column_prefix: str) -> None:
-    """Write ``fn`` of the rows of ``X`` (an array or a source) to ``path`` (.npy or
-    .parquet) chunk by chunk; under torchrun the shards are computed by every process and
-    rank 0 writes them."""
-    from aekit import distributed, streaming
-
-    chunk = 65536
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        out = distributed.map_sharded(fn, X)
-        chunks = (out[a:a + chunk] for a in range(0, len(out), chunk))
-    else:
-        chunks = (fn(rows) for rows in streaming.iter_chunks(X, chunk))
-    if distributed.is_main_process():
-        streaming.write_rows(path, chunks, _n_rows(X),
-                             column_prefix=column_prefix)
-
-
-def _write_npy(path: str, array: np.ndarray) -> None:
-    from aekit.io import atomic_write
-
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as f:
-            np.save(f, array, allow_pickle=False)
-
-    atomic_write(path, write)
-
-
-def _check_output(path: str, suffix: str | tuple[str, ...]) -> None:
-    """Refuse a bad output path before any work is done."""
-    p = Path(path)
-    suffixes = (suffix,) if isinstance(suffix, str) else suffix
-    if p.suffix not in suffixes:
-        raise UserError(f"output {path!r} should end in {' or '.join(suffixes)}")
-    if not p.parent.exists():
-        raise UserError(f"output folder {str(p.parent)!r} does not exist")
 
 
 # ----------------------------------------------------------------- commands
@@ -161,15 +57,15 @@ def cmd_datasets(args: argparse.Namespace) -> None:
 
 
 def cmd_fit(args: argparse.Namespace) -> None:
-    _check_output(args.output, ".safetensors")
-    params = _model_params(args)
+    check_output(args.output, ".safetensors")
+    params = model_params(args)
     params.setdefault("verbose", 0 if args.quiet else 1)
     if args.precision is not None:
         params["precision"] = args.precision
     if args.resume and args.checkpoint_dir is None:
         raise UserError("--resume needs --checkpoint-dir (the folder of the run to resume)")
-    model = _make_model(args.model, params)
-    X, y = _load_data(args.data, args.split, args.memory_budget)
+    model = make_model(args.model, params)
+    X, y = load_data(args.data, args.split, args.memory_budget)
     start = time.perf_counter()
     model.fit(X, y, checkpoint_dir=args.checkpoint_dir, checkpoint_every=args.checkpoint_every,
               resume=args.resume, memory_budget=args.memory_budget)
@@ -192,28 +88,28 @@ def cmd_fit(args: argparse.Namespace) -> None:
             print(f"report: {index}")
     if not args.quiet:
         losses = model.history_.get("loss") or [float("nan")]
-        print(f"trained {type(model).__name__} on {_n_rows(X)} rows for {model.n_iter_} epochs in "
-              f"{time.perf_counter() - start:.1f} s (final loss {losses[-1]:.4g}); "
+        print(f"trained {type(model).__name__} on {count_rows(X)} rows for {model.n_iter_} "
+              f"epochs in {time.perf_counter() - start:.1f} s (final loss {losses[-1]:.4g}); "
               f"wrote {args.output}")
 
 
 def cmd_transform(args: argparse.Namespace) -> None:
     import aekit
 
-    _check_output(args.output, (".npy", ".parquet"))
+    check_output(args.output, (".npy", ".parquet"))
     model = aekit.load(args.model_file)
-    X, _ = _load_data(args.data, args.split, args.memory_budget)
-    _write_rows(args.output, model.transform, X, column_prefix="z")
+    X, _ = load_data(args.data, args.split, args.memory_budget)
+    write_output(args.output, model.transform, X, column_prefix="z")
 
 
 def cmd_sample(args: argparse.Namespace) -> None:
     import aekit
 
-    _check_output(args.output, ".npy")
+    check_output(args.output, ".npy")
     if args.n_samples < 1:
         raise UserError(f"-n must be a positive number of samples; got {args.n_samples}")
     model = aekit.load(args.model_file)
-    _write_npy(args.output, model.sample(args.n_samples, random_state=args.seed))
+    write_npy(args.output, model.sample(args.n_samples, random_state=args.seed))
 
 
 def cmd_score(args: argparse.Namespace) -> None:
@@ -225,8 +121,8 @@ def cmd_score(args: argparse.Namespace) -> None:
     if args.n_importance_samples is not None and "n_importance_samples" in model.get_params():
         model.set_params(n_importance_samples=args.n_importance_samples)
     if args.output:
-        _check_output(args.output, (".npy", ".parquet"))
-    X, _ = _load_data(args.data, args.split, args.memory_budget)
+        check_output(args.output, (".npy", ".parquet"))
+    X, _ = load_data(args.data, args.split, args.memory_budget)
     ll = distributed.map_sharded(model.score_samples, X)
     if args.output and distributed.is_main_process():
         streaming.write_rows(args.output, iter([ll[:, None]]), len(ll), column_prefix="log_p")
@@ -273,9 +169,9 @@ def cmd_report(args: argparse.Namespace) -> None:
     from aekit.report import write_report
 
     model = aekit.load(args.model_file)
-    X, y = _load_data(args.data, "train" if args.split == "test" else args.split,
+    X, y = load_data(args.data, "train" if args.split == "test" else args.split,
                       args.memory_budget)
-    _in_memory(X, "report")
+    in_memory(X, "report")
     X_test, y_test = _test_split(args.data) if args.split == "test" else (None, None)
     index = write_report(model, X, y, args.output_dir, data_name=args.data, X_test=X_test,
                          y_test=y_test)
@@ -292,8 +188,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if args.json and not Path(args.json).parent.exists():
         raise UserError(f"output folder {str(Path(args.json).parent)!r} does not exist")
     model = aekit.load(args.model_file)
-    X_test, y_test = _load_data(args.data, args.split, args.memory_budget)
-    _in_memory(X_test, "evaluate")
+    X_test, y_test = load_data(args.data, args.split, args.memory_budget)
+    in_memory(X_test, "evaluate")
     X_train = y_train = None
     if args.split != "train" and args.data in aekit.datasets.list_datasets():
         X_train, y_train = aekit.datasets.load(args.data, split="train")
