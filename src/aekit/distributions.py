@@ -37,9 +37,26 @@ from torch.distributions import (
     Normal,
 )
 
-from ._registry import Registry
+from aekit._registry import Registry
+from aekit.exceptions import InputError
 
 LIKELIHOODS: Registry[type] = Registry("likelihood")
+
+
+def log_mean_exp(log_w: Tensor, dim: int = 0) -> Tensor:
+    """``log(mean(exp(log_w)))`` along ``dim``, computed stably in float32 or wider.
+
+    This turns K importance log-weights per row into the importance-sampled estimate of
+    log p(x) (Burda et al., "Importance Weighted Autoencoders", 2015, arXiv:1509.00519).
+
+    Examples
+    --------
+    >>> import torch
+    >>> float(log_mean_exp(torch.log(torch.tensor([1.0, 3.0]))))  # log(2)
+    0.6931471824645996
+    """
+    log_w = log_w.float() if log_w.dtype in (torch.float16, torch.bfloat16) else log_w
+    return torch.logsumexp(log_w, dim=dim) - math.log(log_w.shape[dim])
 
 
 class Likelihood(nn.Module):
@@ -83,7 +100,7 @@ class Likelihood(nn.Module):
         x_min, x_max = float(np.min(X)), float(np.max(X))
         if x_min < low or x_max > high:
             name = getattr(type(self), "_registry_name", type(self).__name__)
-            raise ValueError(
+            raise InputError(
                 f"likelihood={name!r} models values in [{low:g}, {high:g}], but the data "
                 f"ranges over [{x_min:g}, {x_max:g}]; rescale the data to [{low:g}, {high:g}] "
                 f"(e.g. MinMaxScaler) or use {self.alternative}"
@@ -104,12 +121,73 @@ class BernoulliLikelihood(Likelihood):
 
 @LIKELIHOODS.register("continuous_bernoulli")
 class ContinuousBernoulliLikelihood(Likelihood):
-    """ContinuousBernoulli(logits): a normalised density on [0, 1]."""
+    """ContinuousBernoulli(logits): a normalised density on [0, 1], its normaliser computed
+    from the logits (see :class:`LogitContinuousBernoulli`)."""
 
     support = (0.0, 1.0)
 
     def base_distribution(self, params: Tensor) -> Distribution:
-        return ContinuousBernoulli(logits=params, validate_args=False)
+        return LogitContinuousBernoulli(logits=params, validate_args=False)
+
+
+#: below this |logit| the normaliser and the mean of the continuous Bernoulli use their
+#: Taylor series: the closed forms cancel there (their next terms are < 1e-9 at 0.1)
+_CB_TAYLOR_BELOW = 0.1
+
+
+def continuous_bernoulli_log_norm(logits: Tensor) -> Tensor:
+    """log C(eta) of the continuous Bernoulli with natural parameter (logit) ``eta``.
+
+    With lambda = sigmoid(eta), Loaiza-Ganem & Cunningham (2019, arXiv:1907.06845, eq. 7)
+    give C = 2 atanh(1 - 2 lambda) / (1 - 2 lambda); as 1 - 2 lambda = -tanh(eta / 2) and
+    atanh(1 - 2 lambda) = -eta / 2, this is ``C(eta) = eta / tanh(eta / 2)``, so
+    ``log C = log|eta| - log(1 - e^-|eta|) + log(1 + e^-|eta|)``, and near 0
+    ``log C = log 2 + eta^2 / 12 - 7 eta^4 / 1440 + 31 eta^6 / 90720 - ...``.
+    torch's ``ContinuousBernoulli`` computes it from ``probs`` clamped to
+    [eps, 1 - eps], so it saturates for |eta| above ~16 in float32 (log C(30) comes out
+    2.769 instead of log 30 = 3.401); here it never goes through ``probs``.
+
+    Examples
+    --------
+    >>> import math, torch
+    >>> float(continuous_bernoulli_log_norm(torch.tensor(30.0))) - math.log(30.0) < 1e-6
+    True
+    >>> round(float(continuous_bernoulli_log_norm(torch.tensor(0.0))), 6)  # log 2
+    0.693147
+    """
+    # each branch sees only arguments in its own range, so the branch torch.where drops
+    # has no inf or nan that would turn the gradient into nan
+    a = logits.abs().clamp_min(_CB_TAYLOR_BELOW)
+    exact = a.log() - torch.log(-torch.expm1(-a)) + torch.log1p(torch.exp(-a))
+    s = logits.clamp(-_CB_TAYLOR_BELOW, _CB_TAYLOR_BELOW).square()
+    taylor = math.log(2.0) + s * (1 / 12 + s * (-7 / 1440 + s * (31 / 90720)))
+    return torch.where(logits.abs() < _CB_TAYLOR_BELOW, taylor, exact)
+
+
+class LogitContinuousBernoulli(ContinuousBernoulli):
+    """torch's ``ContinuousBernoulli`` with the normaliser (so ``log_prob`` and ``entropy``)
+    and the mean computed from the logits (:func:`continuous_bernoulli_log_norm`), exact
+    for logits of any size; torch's go through ``probs`` clamped to [eps, 1 - eps].
+
+    ``log_prob(x) = x eta - softplus(eta) + log C(eta)``.
+    """
+
+    def _cont_bern_log_norm(self) -> Tensor:
+        return continuous_bernoulli_log_norm(self.logits)
+
+    @property
+    def mean(self) -> Tensor:
+        # E[x] = 1 / (1 - e^-eta) - 1 / eta, and E[x](-eta) = 1 - E[x](eta); near 0 the
+        # two terms cancel, and the series 1/2 + sum_n B_2n eta^(2n-1) / (2n)! (Bernoulli
+        # numbers) is used up to |eta| = 0.5, where its next term is < 1e-10
+        eta, cut = self.logits, 0.5
+        a = eta.abs().clamp_min(cut)                    # the exact branch off its pole
+        upper = -1.0 / torch.expm1(-a) - 1.0 / a                             # E[x](|eta|)
+        exact = torch.where(eta >= 0, upper, 1.0 - upper)
+        e = eta.clamp(-cut, cut)
+        s = e.square()
+        taylor = 0.5 + e * (1 / 12 + s * (-1 / 720 + s * (1 / 30240 - s / 1209600)))
+        return torch.where(eta.abs() < cut, taylor, exact)
 
 
 @LIKELIHOODS.register("gaussian")
