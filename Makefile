@@ -19,6 +19,7 @@ demo: $(BIN)/.installed
 	$(BIN)/aekit demo
 
 test: $(BIN)/.installed browser
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 # The report's browser test uses Debian's headless Chromium; install it where we can
@@ -35,6 +36,7 @@ pythae-env:
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/lint-imports
 
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/core_speed.py

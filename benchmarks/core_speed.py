@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 import aekit
-from aekit.bench import machine_description, update_section
+from aekit.evaluation.quick_bench import machine_description, update_section
 
 HIDDEN, LATENT, BATCH, LR = (512, 256), 16, 128, 1e-3
 

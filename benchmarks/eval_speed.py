@@ -18,7 +18,7 @@ import time
 import torch
 
 import aekit
-from aekit.bench import machine_description, update_section
+from aekit.evaluation.quick_bench import machine_description, update_section
 
 
 def main() -> None:

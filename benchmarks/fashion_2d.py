@@ -2,9 +2,9 @@
 
 Protocol: the parametric methods (AE, VAE, PCA, UMAP) are fitted on the 60k training images;
 a 1-NN classifier is fitted on the training codes and scored on the 10k test codes
-(``aekit.metrics.knn_accuracy``). t-SNE has no out-of-sample map, so a fixed random subset of
+(``aekit.evaluation.knn_accuracy``). t-SNE has no out-of-sample map, so a fixed random subset of
 training rows (``--tsne-train``, seed 0) is embedded jointly with the test rows and the 1-NN
-classifier is fitted on the training part. Trustworthiness (k=5, ``aekit.metrics.trustworthiness``)
+classifier is fitted on the training part. Trustworthiness (k=5, ``aekit.evaluation.trustworthiness``)
 is measured on one fixed random subset of test rows (``--trust-n``, seed 0), the same for every
 method, since it builds full pairwise distance matrices.
 Networks: MLP 784-512-256-2, Bernoulli decoder on the grey levels, Adam 1e-3, batch 128.
@@ -27,8 +27,8 @@ from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 
 import aekit
-from aekit.bench import machine_description, update_section
-from aekit.metrics import knn_accuracy, trustworthiness
+from aekit.evaluation.array_metrics import knn_accuracy, trustworthiness
+from aekit.evaluation.quick_bench import machine_description, update_section
 
 # 1-NN test accuracy of 2-D embeddings of Fashion-MNIST reported by Sainburg, McInnes &
 # Gentner, "Parametric UMAP Embeddings for Representation and Semisupervised Learning",

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 import aekit
-from aekit.bench import machine_description, update_section
-from aekit.evaluation import importance_sampled_log_likelihood
+from aekit.evaluation.evaluate import importance_sampled_log_likelihood
+from aekit.evaluation.quick_bench import machine_description, update_section
 
 
 def main() -> None:

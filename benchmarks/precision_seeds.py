@@ -20,7 +20,7 @@ import time
 import torch
 
 import aekit
-from aekit.bench import machine_description, update_section
+from aekit.evaluation.quick_bench import machine_description, update_section
 
 PRECISIONS = ("32", "bf16-mixed")
 

@@ -54,7 +54,7 @@ def worker(epochs: int, precision: str) -> None:
     import torch
 
     import aekit
-    from aekit.distributed import is_main_process
+    from aekit.training.distributed import is_main_process
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         torch.set_num_threads(1)
@@ -123,7 +123,7 @@ def main() -> None:
     import torch
 
     import aekit
-    from aekit.bench import machine_description, update_section
+    from aekit.evaluation.quick_bench import machine_description, update_section
 
     start = time.perf_counter()
     ddp = ddp_rows(args.epochs) if args.epochs else []

@@ -45,7 +45,8 @@ import numpy as np
 import torch
 
 import aekit
-from aekit.bench import machine_description, update_section
+import aekit.training.distributed
+from aekit.evaluation.quick_bench import machine_description, update_section
 
 HERE = Path(__file__).resolve().parent
 CONFIGS = {
@@ -92,11 +93,11 @@ def run_config(name: str, epochs: int, k: int, n_test: int, device: str) -> dict
         times = list(model.history_["time"])
         compile_s = times[0] - statistics.median(times[1:]) if name == "compile" else 0.0
     result = {}
-    if aekit.distributed.is_main_process():
+    if aekit.training.distributed.is_main_process():
         model.set_params(n_importance_samples=k, compile=False)
         result = {"times": times, "nll": -model.score(X_test[:n_test]),
                   "peak_mib": _peak_memory_mib(device), "compile_s": compile_s}
-    aekit.distributed.finish()
+    aekit.training.distributed.finish()
     return result
 
 

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aekit.bench import machine_description, update_section
+from aekit.evaluation.quick_bench import machine_description, update_section
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from speed import step_products  # noqa: E402

@@ -200,15 +200,16 @@ def test_codebook_changes_only_while_training(fitted_vq, digits):
     fitted_vq.score_samples(X[:100])
     fitted_vq.transform(X[:100])
     with torch.no_grad():
-        fitted_vq._loss(torch.as_tensor(X[:100]))       # eval mode: no EMA update
+        ctx = aekit.FitContext.standalone(torch.Generator().manual_seed(0))
+        fitted_vq._loss(torch.as_tensor(X[:100]), None, ctx)    # eval mode: no EMA update
     assert_same_weights(before, weights(fitted_vq))
 
 
 class _FarCodebook(VQVAE):
     """Starts every code far from the data, on a ray: code 0 is nearest to every row."""
 
-    def _pretrain(self, x, y):
-        super()._pretrain(x, y)
+    def _pretrain(self, x, y, ctx):
+        super()._pretrain(x, y, ctx)
         m = self.module_
         far = 1000.0 * torch.arange(1, self.codebook_size + 1.0)[:, None]    # (C, 1)
         m.codebook.copy_(far.expand_as(m.codebook))

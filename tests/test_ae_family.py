@@ -173,14 +173,14 @@ def test_a_larger_contractive_weight_gives_a_flatter_encoder(digits, digits_test
 class _SpyStackedAE(StackedAE):
     """Records the deep network's loss and weights just before and after pretraining."""
 
-    def _pretrain(self, x, y):
+    def _pretrain(self, x, y, ctx):
         def snapshot():
             with torch.no_grad():
-                return (float(self._loss(x).total),
+                return (float(self._loss(x, y, ctx).total),
                         {k: v.clone() for k, v in self.module_.state_dict().items()})
 
         self.spy_before_ = snapshot()
-        super()._pretrain(x, y)
+        super()._pretrain(x, y, ctx)
         self.spy_after_ = snapshot()
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from aekit.bench import machine_description, update_section
+from aekit.evaluation.quick_bench import machine_description, update_section
 
 
 def test_update_section_appends_then_replaces_only_its_block(tmp_path):

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import aekit
-from aekit.cli import main
+from aekit.cli.main import main
 
 
 @pytest.fixture(autouse=True)

@@ -217,12 +217,9 @@ def test_m2_loss_and_likelihood_match_a_loop_over_classes(semi_supervised):
     rows = np.concatenate([labelled[:3], [0, 1, 2]])                 # 3 labelled, 3 not
     x, y = torch.as_tensor(X[rows]), torch.as_tensor(y_semi[rows])
     C, B = 10, len(rows)
-    model._generator = torch.Generator().manual_seed(0)              # the training noise
-    try:
-        with torch.no_grad():
-            loss = float(model._loss(x, y).total)
-    finally:
-        del model._generator
+    ctx = aekit.FitContext.standalone(torch.Generator().manual_seed(0))   # the training noise
+    with torch.no_grad():
+        loss = float(model._loss(x, y, ctx).total)
     eps = torch.randn(1, C, B, model.n_components, generator=torch.Generator().manual_seed(0))
     eval_eps = model._eval_noise()                                   # (K, k)
     row_losses, ce, log_px = [], [], []

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aekit import datasets
-from aekit.datasets import RemoteFile
+from aekit.data import datasets
+from aekit.data.datasets import RemoteFile
 
 _REAL_URLOPEN = urllib.request.urlopen
 

@@ -136,15 +136,13 @@ RECORD_ROWS = """
 import sys, numpy as np, torch
 torch.set_num_threads(1)
 import aekit
-from aekit.distributed import finish
+from aekit.training.distributed import finish
 
 class Recording(aekit.VAE):
-    def _on_epoch_start(self, epoch):
-        self._epoch = epoch
-    def _loss(self, x, y=None):
+    def _loss(self, x, y, ctx):
         if self.module_.training:
-            self._seen.extend((self._epoch, int(round(float(r) * 1000))) for r in x[:, 0])
-        return super()._loss(x, y)
+            self._seen.extend((ctx.epoch, int(round(float(r) * 1000))) for r in x[:, 0])
+        return super()._loss(x, y, ctx)
 
 X = np.random.default_rng(0).random((105, 6)).astype(np.float32)
 X[:, 0] = np.arange(105) / 1000                  # the row's number, read back from x

@@ -9,6 +9,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 import aekit
+import aekit.persistence
 
 from .conftest import SMALL
 
@@ -99,7 +100,7 @@ def test_missing_tensors_are_refused(saved):
     tensors = load_file(str(saved))
     del tensors["decoder.0.bias"]
     meta = _rewrite(saved, tensors=tensors)
-    meta["tensors_sha256"] = aekit.io.tensors_sha256(tensors)   # even with a matching hash
+    meta["tensors_sha256"] = aekit.persistence.tensors_sha256(tensors)   # even with a matching hash
     _rewrite(saved, tensors=tensors, meta=meta)
     with pytest.raises(ValueError, match="weights do not fit a VAE"):
         aekit.load(saved)
@@ -136,7 +137,7 @@ def test_a_failed_save_leaves_the_previous_file_intact(fitted_vae, saved, monkey
     def boom(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(aekit.io, "save_file", boom)
+    monkeypatch.setattr(aekit.persistence, "save_file", boom)
     with pytest.raises(OSError, match="disk full"):
         fitted_vae.save(saved)
     assert saved.read_bytes() == before

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 import aekit
 from aekit.distributions import list_likelihoods
-from aekit.metrics import log_mean_exp
+from aekit.evaluation.array_metrics import log_mean_exp
 
 from .conftest import SMALL
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from aekit.checkpoint import CHECKPOINT_NAME
+from aekit.training.checkpoint import CHECKPOINT_NAME
 
 MAX_ITER = 150
 FIT = ["fit", "vae", "--data", "digits", "-q", "--set", "hidden_layer_sizes=(32,)",

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 import aekit
-from aekit import sources, streaming
-from aekit.cli import main
-from aekit.sources import BatchSource, ImageFolderSource, NpySource, ParquetSource
+from aekit.cli.main import main
+from aekit.data import sources, streaming
+from aekit.data.sources import BatchSource, ImageFolderSource, NpySource, ParquetSource
 from tests.conftest import SMALL, assert_same_weights, weights
 
 pq = pytest.importorskip("pyarrow.parquet")

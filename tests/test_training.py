@@ -1,14 +1,19 @@
 """The training loop: non-finite losses, checkpoints and resume, mixed precision."""
 
+import json
 import warnings
 
 import numpy as np
 import pytest
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 from sklearn.exceptions import ConvergenceWarning
+from torch._inductor.exc import InvalidCxxCompiler
 
 import aekit
-from aekit.checkpoint import CHECKPOINT_NAME, checkpoint_weights
+from aekit.runtime import compiled
+from aekit.training.checkpoint import CHECKPOINT_NAME, checkpoint_weights
 
 from .conftest import SMALL, assert_same_weights, history_without_time, weights
 
@@ -53,6 +58,49 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(digits, tmp_path, early
     assert_same_weights(weights(full), weights(resumed))
     assert history_without_time(full) == history_without_time(resumed)
     assert resumed.n_iter_ == 6 and len(resumed.history_["time"]) == 6
+
+
+def test_a_resumed_fp16_run_keeps_its_gradient_scale(digits, tmp_path):
+    """The fp16 gradient scaler's state is part of the checkpoint: a resumed run continues
+    with the scale the interrupted one had reached, not the initial 65536."""
+    X, _ = digits
+    params = dict(SMALL, precision="16-mixed", learning_rate=0.05, n_iter_no_change=50)
+    full = aekit.VAE(**{**params, "max_iter": 4}).fit(X, checkpoint_dir=tmp_path / "full")
+    aekit.VAE(**{**params, "max_iter": 2}).fit(X, checkpoint_dir=tmp_path / "run")
+    with safe_open(str(tmp_path / "run" / CHECKPOINT_NAME), framework="pt") as f:
+        scaler = json.loads(f.metadata()["aekit"])["scaler"]
+    assert set(scaler) >= {"scale", "_growth_tracker"}
+    resumed = aekit.VAE(**{**params, "max_iter": 4}).fit(X, checkpoint_dir=tmp_path / "run",
+                                                         resume=True)
+    assert_same_weights(weights(full), weights(resumed))
+    assert history_without_time(full) == history_without_time(resumed)
+
+
+def test_a_checkpoint_from_another_device_type_is_refused(digits, tmp_path):
+    X, _ = digits
+    aekit.AE(**SMALL).fit(X, checkpoint_dir=tmp_path)
+    path = tmp_path / CHECKPOINT_NAME
+    with safe_open(str(path), framework="pt") as f:
+        meta = json.loads(f.metadata()["aekit"])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    meta["rng_device"] = "cuda"
+    save_file(tensors, str(path), metadata={"aekit": json.dumps(meta)})
+    with pytest.raises(ValueError, match="written by a run on cuda and this run is on cpu"):
+        aekit.AE(**SMALL).fit(X, checkpoint_dir=tmp_path, resume=True)
+
+
+def test_fit_leaves_every_global_generator_alone(digits):
+    X, _ = digits
+    cpu = torch.get_rng_state()
+    cuda_seed_calls = []
+    original = torch.cuda.manual_seed_all
+    torch.cuda.manual_seed_all = lambda seed: cuda_seed_calls.append(seed)
+    try:
+        aekit.VAE(**SMALL).fit(X)
+    finally:
+        torch.cuda.manual_seed_all = original
+    assert torch.equal(cpu, torch.get_rng_state())
+    assert cuda_seed_calls == []        # torch.manual_seed would reseed every CUDA generator
 
 
 def test_checkpoint_holds_the_weights_of_the_last_epoch(digits, tmp_path):
@@ -121,19 +169,18 @@ def test_compiled_and_eager_give_the_same_loss_on_the_same_batch(digits):
     x = torch.as_tensor(X[:64])
     losses = []
     for use_compile in (False, True):
-        model._generator = torch.Generator().manual_seed(0)   # the same noise for both
-        fn = aekit.training.compiled(model._loss, "the loss") if use_compile else model._loss
+        ctx = aekit.FitContext.standalone(torch.Generator().manual_seed(0))  # the same noise
+        fn = compiled(model._loss, "the loss") if use_compile else model._loss
         with warnings.catch_warnings():
             warnings.filterwarnings("error", message="compile=True")   # no silent fallback
-            losses.append(fn(x).total.item())
-    del model._generator
+            losses.append(fn(x, None, ctx).total.item())
     assert losses[1] == pytest.approx(losses[0], rel=1e-5)
 
 
 def test_compile_falls_back_to_eager_with_a_warning(digits, monkeypatch):
     def broken(fn, **kwargs):
         def fail(*args):
-            raise RuntimeError("no C++ compiler found")
+            raise InvalidCxxCompiler()      # what inductor raises without a C++ compiler
         return fail
 
     monkeypatch.setattr(torch, "compile", broken)
@@ -144,14 +191,35 @@ def test_compile_falls_back_to_eager_with_a_warning(digits, monkeypatch):
     assert_same_weights(weights(model), weights(reference))
 
 
+def test_compile_does_not_rerun_a_step_that_failed_for_another_reason(monkeypatch):
+    """Only the compiler's own errors fall back to eager: an out-of-memory error or a device
+    assert inside the compiled call is raised as it is, never run a second time (which would
+    apply a VQ-VAE's EMA update twice and draw its noise twice)."""
+    calls = []
+
+    def fn(x):
+        calls.append(x)
+        return x
+
+    def out_of_memory(f, **kwargs):
+        def fail(*args):
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return fail
+
+    monkeypatch.setattr(torch, "compile", out_of_memory)
+    with pytest.raises(torch.OutOfMemoryError):
+        compiled(fn, "the loss")(1)
+    assert calls == []
+
+
 def test_dynamic_binarization_trains_on_fresh_binary_pixels(digits):
     X, _ = digits
     seen = []
 
     class Spy(aekit.VAE):
-        def _loss(self, x, y=None):
+        def _loss(self, x, y, ctx):
             seen.append(x.detach().clone())
-            return super()._loss(x, y)
+            return super()._loss(x, y, ctx)
 
     Spy(binarize="dynamic", likelihood="bernoulli", **{**SMALL, "max_iter": 2}).fit(X)
     batches = torch.cat(seen)

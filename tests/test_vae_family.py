@@ -12,6 +12,7 @@ from aekit.models.beta_vae import BetaVAE
 from aekit.models.iwae import IWAE
 from aekit.models.vamp import PSEUDO_INPUT_MARGIN, VampPriorVAE
 from aekit.models.wae import WAE, mmd_imq
+from aekit.training import FitContext
 
 from .conftest import SMALL
 
@@ -38,10 +39,9 @@ def vae_and_beta_vae(digits):
     return aekit.VAE(**params).fit(X), BetaVAE(beta=1.0, **params).fit(X)
 
 
-def _with_noise(model, seed):
-    """Give ``model`` the training generator ``_loss`` draws from, as ``fit`` does."""
-    model._generator = torch.Generator().manual_seed(seed)
-    return model
+def _noise(seed):
+    """A fit context whose training generator ``_loss`` draws from, as ``fit`` passes one."""
+    return FitContext.standalone(torch.Generator().manual_seed(seed))
 
 
 def _hand_log_weights(model, x, eps):
@@ -105,7 +105,7 @@ def test_free_bits_floor_the_batch_mean_kl_of_each_dimension(vae_and_beta_vae, d
     model.set_params(free_bits=floor)
     try:
         with torch.no_grad():
-            out = _with_noise(model, 0)._loss(x)
+            out = model._loss(x, None, _noise(0))
             mu, log_var = model.module_.encoder(x).chunk(2, dim=-1)
         batch_kl = (0.5 * (mu**2 + log_var.exp() - 1 - log_var)).mean(0)      # (k,)
         expected = batch_kl.clamp_min(floor).sum()
@@ -114,11 +114,11 @@ def test_free_bits_floor_the_batch_mean_kl_of_each_dimension(vae_and_beta_vae, d
         # with every dimension under its free bits, the KL term sends no gradient at all
         model.set_params(free_bits=1e3)
         model.module_.zero_grad()
-        out = _with_noise(model, 0)._loss(x)
+        out = model._loss(x, None, _noise(0))
         out.total.backward()
         with_kl = [p.grad.clone() for p in model.module_.encoder.parameters()]
         model.module_.zero_grad()
-        _with_noise(model, 0)._loss(x).terms["recon"].backward()
+        model._loss(x, None, _noise(0)).terms["recon"].backward()
         for g, g_recon in zip(with_kl, model.module_.encoder.parameters()):
             torch.testing.assert_close(g, g_recon.grad)
     finally:
@@ -157,7 +157,7 @@ def test_iwae_with_one_sample_is_the_elbo_on_the_same_noise(fitted_iwae, digits)
     iwae = fitted_iwae.set_params(n_train_samples=1)
     try:
         with torch.no_grad():
-            loss = _with_noise(iwae, 7)._loss(x).total
+            loss = iwae._loss(x, None, _noise(7)).total
             eps = torch.randn(1, len(x), 2, generator=torch.Generator().manual_seed(7))
             # the same log weights from a VAE that shares the IWAE's networks ...
             vae = aekit.VAE(n_components=2, likelihood="bernoulli")
@@ -175,13 +175,13 @@ def test_iwae_with_one_sample_is_the_elbo_on_the_same_noise(fitted_iwae, digits)
 
 def test_iwae_one_sample_loss_averages_to_the_analytic_kl_vae_loss(fitted_iwae, digits):
     x = torch.as_tensor(digits[0][:500])
-    iwae = _with_noise(fitted_iwae.set_params(n_train_samples=1), 0)
-    vae = _with_noise(aekit.VAE(n_components=2, likelihood="bernoulli"), 1)
+    iwae, iwae_noise = fitted_iwae.set_params(n_train_samples=1), _noise(0)
+    vae, vae_noise = aekit.VAE(n_components=2, likelihood="bernoulli"), _noise(1)
     vae.module_ = iwae.module_
     try:
         with torch.no_grad():   # both average 200 x 500 per-row draws: standard errors ~0.005
-            iwae_loss = np.mean([float(iwae._loss(x).total) for _ in range(200)])
-            vae_loss = np.mean([float(vae._loss(x).total) for _ in range(200)])
+            iwae_loss = np.mean([float(iwae._loss(x, None, iwae_noise).total) for _ in range(200)])
+            vae_loss = np.mean([float(vae._loss(x, None, vae_noise).total) for _ in range(200)])
     finally:
         iwae.set_params(n_train_samples=5)
     assert iwae_loss == pytest.approx(vae_loss, abs=0.05)
@@ -193,8 +193,10 @@ def test_iwae_bound_with_more_samples_is_tighter(fitted_iwae, digits_test):
     try:
         with torch.no_grad():
             for k in (1, 50):
-                _with_noise(fitted_iwae.set_params(n_train_samples=k), 0)
-                bounds[k] = -np.mean([float(fitted_iwae._loss(x).total) for _ in range(10)])
+                ctx = _noise(0)
+                fitted_iwae.set_params(n_train_samples=k)
+                bounds[k] = -np.mean([float(fitted_iwae._loss(x, None, ctx).total)
+                                      for _ in range(10)])
     finally:
         fitted_iwae.set_params(n_train_samples=5)
     assert bounds[50] > bounds[1] + 0.1
@@ -263,7 +265,7 @@ def test_pseudo_inputs_start_as_training_rows_inside_the_support(digits):
                                   ("gaussian", -np.inf, np.inf)):
         model = VampPriorVAE(n_pseudo_inputs=7, likelihood=likelihood)
         model.module_ = model._build((64,))
-        _with_noise(model, 0)._pretrain(torch.as_tensor(X), None)
+        model._pretrain(torch.as_tensor(X), None, _noise(0))
         with torch.no_grad():
             u = model._pseudo_inputs().numpy()                                # (M, D)
         rows = np.clip(X, low, high)

@@ -5,13 +5,12 @@ unsupervised learning (``fit``), manifold learning (``transform``), generation
 (``sample``, ``inverse_transform``) and density estimation (``score_samples``, in nats).
 """
 
-__version__ = "0.1.0"
-
-from . import datasets, distributions, metrics
-from ._registry import get_model, list_models, register
-from .base import BaseAutoencoder
-from .io import load
-from .models import (
+from aekit import distributions, evaluation  # noqa: E402  (public sub-packages)
+from aekit._registry import get_model, list_models, register
+from aekit._version import __version__
+from aekit.data import datasets
+from aekit.estimator import BaseAutoencoder, Capabilities
+from aekit.models import (
     AAE,
     AE,
     CVAE,
@@ -27,7 +26,8 @@ from .models import (
     StackedAE,
     VampPriorVAE,
 )
-from .training import LossTerms
+from aekit.persistence import load
+from aekit.training import DivergenceError, FitContext, LossTerms
 
 __all__ = [
     "AAE",
@@ -45,12 +45,16 @@ __all__ = [
     "StackedAE",
     "VampPriorVAE",
     "BaseAutoencoder",
+    "Capabilities",
+    "DivergenceError",
+    "FitContext",
     "LossTerms",
+    "__version__",
     "datasets",
     "distributions",
+    "evaluation",
     "get_model",
     "list_models",
     "load",
-    "metrics",
     "register",
 ]

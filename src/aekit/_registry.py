@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
+from aekit.exceptions import InputError
+
 T = TypeVar("T")
 
 
@@ -31,7 +33,7 @@ class Registry(Generic[T]):
 
         def add(obj: T) -> T:
             if name in self._entries:
-                raise ValueError(f"{self.kind} {name!r} is already registered")
+                raise InputError(f"{self.kind} {name!r} is already registered")
             self._entries[name] = obj
             try:
                 obj._registry_name = name  # type: ignore[attr-defined]
@@ -45,7 +47,7 @@ class Registry(Generic[T]):
         """Return the registered object, or raise ``ValueError`` naming the known ones."""
         if not isinstance(name, str) or name not in self._entries:
             known = ", ".join(sorted(self._entries))
-            raise ValueError(f"unknown {self.kind} {name!r}; known {self.kind}s: {known}")
+            raise InputError(f"unknown {self.kind} {name!r}; known {self.kind}s: {known}")
         return self._entries[name]
 
     def get(self, name: str, **kwargs: Any) -> Any:

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from aekit.exceptions import InputError
+
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
     "leaky_relu": nn.LeakyReLU,
@@ -52,7 +54,7 @@ def resolve_architecture(architecture: str, input_shape: Sequence[int]) -> str:
     if architecture == "auto":
         return "conv" if image_shape(input_shape) is not None else "mlp"
     if architecture == "conv" and image_shape(input_shape) is None:
-        raise ValueError(
+        raise InputError(
             f"architecture='conv' needs image input of shape (n, H, W) or (n, C, H, W); "
             f"got rows of shape {tuple(input_shape)}; pass images or use architecture='mlp'"
         )

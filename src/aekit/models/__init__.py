@@ -1,19 +1,16 @@
-"""Model families, one file each; importing this package registers every model."""
+"""Model families, one file each.
 
-from .aae import AAE
-from .ae import AE
-from .beta_vae import BetaVAE
-from .contractive import ContractiveAE
-from .cvae import CVAE
-from .denoising import DenoisingAE
-from .iwae import IWAE
-from .m2 import M2
-from .sparse import SparseAE
-from .stacked import StackedAE
-from .vae import VAE
-from .vamp import VampPriorVAE
-from .vqvae import VQVAE
-from .wae import WAE
+Every module of this package is imported here, so a new model is one new file with an
+``@register("name")`` class: nothing else needs editing. Public classes are re-exported.
+"""
 
-__all__ = ["AAE", "AE", "CVAE", "IWAE", "M2", "VAE", "VQVAE", "WAE", "BetaVAE",
-           "ContractiveAE", "DenoisingAE", "SparseAE", "StackedAE", "VampPriorVAE"]
+import importlib
+import pkgutil
+
+from aekit._registry import MODELS
+
+for _info in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_info.name}")
+
+globals().update({cls.__name__: cls for cls in map(MODELS.lookup, MODELS.names())})
+__all__ = sorted(cls.__name__ for cls in map(MODELS.lookup, MODELS.names()))

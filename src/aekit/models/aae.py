@@ -21,10 +21,11 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from torch import Tensor, nn
 from torch.distributions import Bernoulli
 
-from .._registry import register
-from ..nn import mlp
-from ..training import LossTerms, autocast, default_optimizer
-from .ae import AE
+from aekit._registry import register
+from aekit.exceptions import InputError
+from aekit.models.ae import AE
+from aekit.nn import mlp
+from aekit.training import FitContext, LossTerms, default_optimizer
 
 PRIORS = ("normal", "mixture", "swiss_roll")
 #: the "mixture" prior: 10 Gaussians with means on a circle of this radius, stretched
@@ -101,7 +102,7 @@ class AAE(AE):
     discriminator_learning_rate : float, default=1e-3
         Adam step size of the discriminator (``learning_rate`` is the autoencoder's).
     **kwargs
-        The parameters shared by every model; see :class:`aekit.base.BaseAutoencoder`.
+        The parameters shared by every model; see :class:`aekit.estimator.BaseAutoencoder`.
 
     Attributes
     ----------
@@ -152,10 +153,10 @@ class AAE(AE):
         sizes = self.discriminator_hidden
         sizes = [sizes] if isinstance(sizes, numbers.Integral) else list(sizes)
         if not all(isinstance(s, numbers.Integral) and s > 0 for s in sizes):
-            raise ValueError(f"discriminator_hidden must be a sequence of positive integers; "
+            raise InputError(f"discriminator_hidden must be a sequence of positive integers; "
                              f"got {self.discriminator_hidden!r}")
         if self.prior != "normal" and self.n_components < 2:
-            raise ValueError(f"prior={self.prior!r} is a 2-D shape and needs n_components "
+            raise InputError(f"prior={self.prior!r} is a 2-D shape and needs n_components "
                              f">= 2; got n_components={self.n_components}; use "
                              "prior='normal' or more components")
 
@@ -173,11 +174,11 @@ class AAE(AE):
                 default_optimizer(self.module_.discriminator.parameters(),
                                   self.discriminator_learning_rate)]
 
-    def _objectives(self, x: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+    def _objectives(self, x: Tensor, ctx: FitContext) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         """The autoencoder's loss, the discriminator's loss and the terms to log."""
         z = self._encode(x)                                              # (B, k)
         recon = -self._decode(z).log_prob(x).mean()
-        real = prior_draws(self.prior, len(x), self.n_components, self._generator)
+        real = prior_draws(self.prior, len(x), self.n_components, ctx.generator)
         critic = self.module_.discriminator
         # label 1 = "drawn from the prior"; the encoder is trained to earn that label
         generator = _label_nll(critic(z), 1.0)
@@ -186,14 +187,15 @@ class AAE(AE):
         return loss, discriminator, {"recon": recon, "generator": generator,
                                      "discriminator": discriminator}
 
-    def _loss(self, x: Tensor, y: Tensor | None = None) -> LossTerms:
-        loss, _, terms = self._objectives(x)
+    def _loss(self, x: Tensor, y: Tensor | None, ctx: FitContext) -> LossTerms:
+        loss, _, terms = self._objectives(x, ctx)
         return LossTerms(loss, terms)
 
-    def _train_step(self, x: Tensor, y: Tensor | None, optimizers: Any) -> dict[str, Tensor]:
+    def _train_step(self, x: Tensor, y: Tensor | None, optimizers: Any,
+                    ctx: FitContext) -> dict[str, Tensor]:
         autoencoder_opt, discriminator_opt = optimizers
-        with autocast(self.precision, x.device):
-            loss, d_loss, terms = self._objectives(x)
+        with ctx.precision.autocast():
+            loss, d_loss, terms = self._objectives(x, ctx)
         out = {"loss": loss.detach(), **{k: v.detach() for k, v in terms.items()}}
         if not torch.isfinite(loss + d_loss):
             # no update at all; the sum reports whichever of the two is non-finite
@@ -202,8 +204,8 @@ class AAE(AE):
         for objective, opt in ((loss, autoencoder_opt), (d_loss, discriminator_opt)):
             # also drops the generator term's gradient on the discriminator's weights
             opt.zero_grad(set_to_none=True)
-            self._backward_step(objective, opt)
-        self._update_scaler()
+            ctx.precision.backward_step(objective, opt)
+        ctx.precision.update()
         return out
 
     def _sample_latent(self, n_samples: int, generator: torch.Generator) -> Tensor:

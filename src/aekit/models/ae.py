@@ -12,9 +12,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .._registry import register
-from ..base import BaseAutoencoder
-from ..training import LossTerms
+from aekit._registry import register
+from aekit.estimator import BaseAutoencoder
+from aekit.training import FitContext, LossTerms
 
 
 @register("ae")
@@ -32,7 +32,7 @@ class AE(BaseAutoencoder):
     ----------
     n_components : int, default=2
     **kwargs
-        The parameters shared by every model; see :class:`aekit.base.BaseAutoencoder`.
+        The parameters shared by every model; see :class:`aekit.estimator.BaseAutoencoder`.
 
     Attributes
     ----------
@@ -55,7 +55,7 @@ class AE(BaseAutoencoder):
     (5, 2)
     """
 
-    _score_is_density = False
+    capabilities = BaseAutoencoder.capabilities.but(score_is_density=False)
 
     def __init__(self, n_components=2, **kwargs):
         super().__init__(n_components, **kwargs)
@@ -69,7 +69,7 @@ class AE(BaseAutoencoder):
     def _encode(self, x: Tensor) -> Tensor:
         return self.module_.encoder(x)                       # (B, k)
 
-    def _loss(self, x: Tensor, y: Tensor | None = None) -> LossTerms:
+    def _loss(self, x: Tensor, y: Tensor | None, ctx: FitContext) -> LossTerms:
         recon = -self._decode(self._encode(x)).log_prob(x)   # (B,)
         return LossTerms(recon.mean(), {"recon": recon.mean()})
 

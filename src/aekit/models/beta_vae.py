@@ -15,20 +15,17 @@ from __future__ import annotations
 from numbers import Integral, Real
 from typing import Any
 
-import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 from torch import Tensor
 from torch.distributions import kl_divergence
 
-from .._registry import register
-from ..training import LossTerms
-from .vae import VAE
+from aekit._registry import register
+from aekit.estimator import latent
+from aekit.exceptions import InputError
+from aekit.models.vae import VAE
+from aekit.training import FitContext, LossTerms
 
 KL_SCHEDULES = ("constant", "linear", "cyclical")
-#: Burda et al.'s threshold on Cov_x(E_q[z_u]) for a latent unit to count as active.
-ACTIVE_UNIT_THRESHOLD = 0.01
-#: rows per encoder pass when the per-epoch diagnostics run over the training set.
-CHUNK = 4096
 
 
 @register("beta_vae")
@@ -64,7 +61,7 @@ class BetaVAE(VAE):
     n_importance_samples : int, default=100
         K for ``score_samples`` and ``elbo``, as in :class:`aekit.VAE`.
     **kwargs
-        The parameters shared by every model; see :class:`aekit.base.BaseAutoencoder`.
+        The parameters shared by every model; see :class:`aekit.estimator.BaseAutoencoder`.
 
     Attributes
     ----------
@@ -114,7 +111,7 @@ class BetaVAE(VAE):
     def _check_hyperparameters(self) -> None:
         super()._check_hyperparameters()
         if self.kl_schedule == "cyclical" and self.warmup_epochs < 2:
-            raise ValueError(f"kl_schedule='cyclical' needs cycles of warmup_epochs >= 2 "
+            raise InputError(f"kl_schedule='cyclical' needs cycles of warmup_epochs >= 2 "
                              f"epochs (one to ramp, one to hold); got "
                              f"warmup_epochs={self.warmup_epochs}")
 
@@ -136,19 +133,17 @@ class BetaVAE(VAE):
             progress = 2 * ((epoch - 1) % self.warmup_epochs) / self.warmup_epochs
         return float(self.beta) * min(1.0, progress)
 
-    def _on_epoch_start(self, epoch: int) -> None:
-        self._beta_now = self.kl_weight(epoch)   # a function of epoch only: resume matches
-
-    def _loss(self, x: Tensor, y: Tensor | None = None) -> LossTerms:
+    def _loss(self, x: Tensor, y: Tensor | None, ctx: FitContext) -> LossTerms:
         q, prior = self._posterior(x), self._prior()                          # (B, k)
         loc, scale = q.base_dist.loc, q.base_dist.scale
-        z = loc + scale * self._randn(*loc.shape)                             # (B, k)
+        z = loc + scale * ctx.randn(*loc.shape)                             # (B, k)
         recon = -self._decode(z).log_prob(x)                                  # (B,)
         kl_dims = kl_divergence(q.base_dist, prior.base_dist)                 # (B, k)
         kl_kept = kl_dims.mean(0)                                             # (k,)
         if self.free_bits > 0:   # skipped at 0 so a float -1e-9 KL keeps its gradient
             kl_kept = kl_kept.clamp_min(self.free_bits)
-        objective = recon.mean() + self._beta_now * kl_kept.sum()   # minimised this epoch
+        beta_now = self.kl_weight(ctx.epoch)     # a function of the epoch only: resume matches
+        objective = recon.mean() + beta_now * kl_kept.sum()         # minimised this epoch
         at_full_beta = recon.mean() + self.beta * kl_kept.sum()
         # the value is the objective at full beta, so the stall rule and early stopping compare
         # epochs on one scale while beta_t rises; the gradient is this epoch's objective's
@@ -157,13 +152,4 @@ class BetaVAE(VAE):
                                  "kl_free_bits": kl_kept.sum()})
 
     def _on_epoch_end(self, epoch: int, x: Tensor) -> dict[str, Any]:
-        prior = self._prior().base_dist
-        means, kl_sum = [], torch.zeros(self.n_components, device=x.device)
-        for start in range(0, len(x), CHUNK):
-            q = self._posterior(x[start:start + CHUNK])                       # (B, k)
-            means.append(q.mean)
-            kl_sum += kl_divergence(q.base_dist, prior).sum(0)                # (k,)
-        variance = torch.cat(means).var(0, correction=0)                      # (k,)
-        return {"beta": self._beta_now,
-                "active_units": float((variance > ACTIVE_UNIT_THRESHOLD).sum()),
-                "kl_per_dim": (kl_sum / len(x)).tolist()}
+        return {"beta": self.kl_weight(epoch), **latent.summary(self, x)}

@@ -19,9 +19,9 @@ from sklearn.utils.validation import check_is_fitted
 from torch import Tensor
 from torch.func import jacfwd, jacrev, vmap
 
-from .._registry import register
-from ..training import LossTerms
-from .ae import AE
+from aekit._registry import register
+from aekit.models.ae import AE
+from aekit.training import FitContext, LossTerms
 
 
 @register("contractive_ae")
@@ -43,7 +43,7 @@ class ContractiveAE(AE):
     contractive_weight : float, default=0.1
         lambda, the weight of the mean squared Frobenius norm of the Jacobian.
     **kwargs
-        The parameters shared by every model; see :class:`aekit.base.BaseAutoencoder`.
+        The parameters shared by every model; see :class:`aekit.estimator.BaseAutoencoder`.
 
     Attributes
     ----------
@@ -86,7 +86,7 @@ class ContractiveAE(AE):
         J = vmap(jacobian(self.module_.encoder))(x)                        # (B, k, D)
         return J.float().pow(2).sum((-2, -1))                              # (B,)
 
-    def _loss(self, x: Tensor, y: Tensor | None = None) -> LossTerms:
+    def _loss(self, x: Tensor, y: Tensor | None, ctx: FitContext) -> LossTerms:
         recon = -self._decode(self._encode(x)).log_prob(x)                 # (B,)
         contraction = self._jacobian_norm(x)                               # (B,)
         total = (recon + self.contractive_weight * contraction).mean()

@@ -28,13 +28,13 @@ from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d
 from torch import Tensor, nn
 from torch.distributions import Distribution, kl_divergence
 
-from .._registry import register
-from ..base import _seed
-from ..distributions import diagonal_normal, get_likelihood
-from ..metrics import log_mean_exp
-from ..nn import mlp
-from ..training import LossTerms
-from .vae import LOG_VAR_RANGE, VAE
+from aekit._registry import register
+from aekit.distributions import diagonal_normal, get_likelihood, log_mean_exp
+from aekit.exceptions import InputError
+from aekit.models.vae import LOG_VAR_RANGE, VAE
+from aekit.nn import mlp
+from aekit.runtime import seed
+from aekit.training import FitContext, LossTerms
 
 CONDITIONS = ("auto", "classes", "continuous")
 
@@ -59,7 +59,7 @@ def class_indices(y: Any, classes: np.ndarray, where: str) -> np.ndarray:
     known = set(classes.tolist())
     unknown = [label for label in dict.fromkeys(y.tolist()) if label not in known]
     if unknown:
-        raise ValueError(f"{where}: y has labels {unknown[:10]} that fit never saw; the model "
+        raise InputError(f"{where}: y has labels {unknown[:10]} that fit never saw; the model "
                          f"knows the classes {classes.tolist()}")
     return LabelEncoder().fit(classes).transform(y)
 
@@ -67,51 +67,33 @@ def class_indices(y: Any, classes: np.ndarray, where: str) -> np.ndarray:
 class ConditionalVAE(VAE):
     """A VAE whose encoder and decoder also read a condition vector ``c`` (MLPs only).
 
-    Subclasses implement ``_fit_targets(y)`` (check ``y``, return the fitted attributes
+    Subclasses implement ``_targets_of(y)`` (check ``y``, return the fitted attributes
     and the per-row targets for the loop) and ``_condition_width()``.
     """
 
     def _fit_targets(self, y: Any) -> tuple[dict[str, Any], np.ndarray]:
+        if y is None:
+            raise InputError(f"{type(self).__name__} requires y to be passed, but the target y "
+                             f"is None; pass the labels or conditions of the rows of X")
+        return self._targets_of(y)
+
+    def _targets_of(self, y: Any) -> tuple[dict[str, Any], np.ndarray]:
+        """Check ``y``; return the fitted attributes it gives and the per-row targets."""
         raise NotImplementedError
 
     def _condition_width(self) -> int:
         raise NotImplementedError
 
-    def _fitted(self, name: str) -> Any:
-        """A fitted attribute; inside ``fit`` (before it is set) the one being fitted."""
-        pending = self.__dict__.get("_pending")
-        return pending[0][name] if pending is not None else getattr(self, name)
-
-    def fit(self, X: Any, y: Any = None, **fit_params: Any) -> ConditionalVAE:
-        """Train on rows ``X`` with targets ``y`` (see the class docstring for ``y``).
-
-        ``fit_params`` are those of :meth:`aekit.base.BaseAutoencoder.fit`
-        (``checkpoint_dir``, ``checkpoint_every``, ``resume``).
-        """
-        self._validate_params()
-        name = type(self).__name__
-        if y is None:
-            raise ValueError(f"{name} requires y to be passed, but the target y is None; "
-                             f"pass the labels or conditions of the rows of X")
+    def _check_hyperparameters(self) -> None:
+        super()._check_hyperparameters()
         if self.architecture == "conv":
-            raise ValueError(f"{name} builds MLP networks (the condition is joined to the "
-                             f"flat row); got architecture='conv'; use 'auto' or 'mlp'")
-        # the base class clears fitted attributes and then calls _build, which needs the
-        # condition width: keep what y gives aside until the networks exist
-        self._pending = self._fit_targets(y)
-        try:
-            super().fit(X, y, **fit_params)
-            fitted = self._pending[0]
-        finally:
-            del self._pending
-        for attr, value in fitted.items():
-            setattr(self, attr, value)
-        return self
+            raise InputError(f"{type(self).__name__} builds MLP networks (the condition is "
+                             f"joined to the flat row); got architecture='conv'; use 'auto' "
+                             f"or 'mlp'")
 
-    def _labels_tensor(self, y: Any, n: int, device: torch.device) -> Tensor:
-        targets = self._pending[1]
+    def _labels_tensor(self, targets: Any, n: int, device: torch.device) -> Tensor:
         if len(targets) != n:
-            raise ValueError(f"X has {n} rows but y has {len(targets)}; give one per row")
+            raise InputError(f"X has {n} rows but y has {len(targets)}; give one per row")
         return torch.as_tensor(targets, device=device)
 
     def _build(self, input_shape: tuple[int, ...]) -> nn.Module:
@@ -146,12 +128,14 @@ class ConditionalVAE(VAE):
             eps = eps.reshape(len(eps), *[1] * (loc.dim() - 1), -1)         # (K, 1.., k)
         return loc + q.base_dist.scale * eps
 
-    def _recon_kl(self, x: Tensor, c: Tensor, eps: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def _recon_kl(self, x: Tensor, c: Tensor, eps: Tensor | None = None,
+                  ctx: FitContext | None = None) -> tuple[Tensor, Tensor]:
         """E_q log p(x|z, c) averaged over the draws, and KL(q(z|x, c) || p(z)); both of the
-        batch shape L of x and c broadcast. ``eps=None`` draws one training sample per row."""
+        batch shape L of x and c broadcast. ``eps=None`` draws one training sample per row
+        from ``ctx``."""
         q = self._posterior(x, c)                                           # (*L, k)
         if eps is None:
-            eps = self._randn(1, *q.batch_shape, self.n_components)         # (1, *L, k)
+            eps = ctx.randn(1, *q.batch_shape, self.n_components)           # (1, *L, k)
         z = self._reparameterize(q, eps)                                    # (K, *L, k)
         recon = self._decode(z, c).log_prob(x).mean(0)                      # (*L,)
         return recon, kl_divergence(q, self._prior())                       # (*L,) each
@@ -172,13 +156,13 @@ class ConditionalVAE(VAE):
     @staticmethod
     def _check_n_samples(n_samples: Any) -> int:
         if not isinstance(n_samples, numbers.Integral) or n_samples < 1:
-            raise ValueError(f"n_samples must be a positive integer; got {n_samples!r}")
+            raise InputError(f"n_samples must be a positive integer; got {n_samples!r}")
         return int(n_samples)
 
     def _check_codes(self, Z: Any) -> np.ndarray:
         Z = check_array(Z, dtype=np.float32)
         if Z.shape[1] != self.n_components:
-            raise ValueError(f"codes have {Z.shape[1]} columns, but {type(self).__name__} "
+            raise InputError(f"codes have {Z.shape[1]} columns, but {type(self).__name__} "
                              f"has n_components={self.n_components}")
         return Z
 
@@ -220,7 +204,7 @@ class CVAE(ConditionalVAE):
     n_importance_samples : int, default=100
         Posterior draws per row for ``score_samples`` and ``elbo`` (common random numbers).
     **kwargs
-        The parameters shared by every model; see :class:`aekit.base.BaseAutoencoder`.
+        The parameters shared by every model; see :class:`aekit.estimator.BaseAutoencoder`.
 
     Attributes
     ----------
@@ -248,6 +232,8 @@ class CVAE(ConditionalVAE):
     (3,)
     """
 
+    capabilities = VAE.capabilities.but(conditional=True)
+
     _parameter_constraints = {
         **VAE._parameter_constraints,
         "condition": [StrOptions(set(CONDITIONS))],
@@ -259,7 +245,7 @@ class CVAE(ConditionalVAE):
 
     # ------------------------------------------------------------ conditions
 
-    def _fit_targets(self, y: Any) -> tuple[dict[str, Any], np.ndarray]:
+    def _targets_of(self, y: Any) -> tuple[dict[str, Any], np.ndarray]:
         kind = self.condition
         if kind == "auto":
             classes_like = type_of_target(y, input_name="y") in ("binary", "multiclass")
@@ -270,7 +256,7 @@ class CVAE(ConditionalVAE):
                 assert_all_finite(y, input_name="y")
             classes, idx = np.unique(y, return_inverse=True)
             if len(classes) == 0:
-                raise ValueError("CVAE needs at least one row with a label; y is empty")
+                raise InputError("CVAE needs at least one row with a label; y is empty")
             fitted = {"classes_": classes, "n_conditions_": len(classes)}
             return fitted, np.eye(len(classes), dtype=np.float32)[idx]
         c = check_array(y, ensure_2d=False, dtype=np.float32, input_name="y")
@@ -278,13 +264,13 @@ class CVAE(ConditionalVAE):
         return {"n_conditions_": c.shape[1]}, c
 
     def _condition_width(self) -> int:
-        return self._fitted("n_conditions_")
+        return self.n_conditions_
 
     def _conditions(self, y: Any, n: int, method: str) -> np.ndarray:
         """The condition vectors ``(n, c)`` for ``y``, checked against what ``fit`` saw."""
         where = f"CVAE.{method}"
         if y is None:
-            raise ValueError(f"{where} needs the conditions y (one class label or condition "
+            raise InputError(f"{where} needs the conditions y (one class label or condition "
                              f"vector per row, as in fit); got y=None")
         if hasattr(self, "classes_"):
             c = np.eye(len(self.classes_), dtype=np.float32)[
@@ -294,10 +280,10 @@ class CVAE(ConditionalVAE):
             if c.ndim == 1 and self.n_conditions_ == 1:
                 c = c[:, None]
             if c.ndim != 2 or c.shape[1] != self.n_conditions_:
-                raise ValueError(f"{where}: y has shape {c.shape}, but the model was fitted "
+                raise InputError(f"{where}: y has shape {c.shape}, but the model was fitted "
                                  f"on conditions of width {self.n_conditions_}")
         if len(c) != n:
-            raise ValueError(f"{where}: got {n} rows but {len(c)} conditions; give one per row")
+            raise InputError(f"{where}: got {n} rows but {len(c)} conditions; give one per row")
         return c
 
     def _sample_conditions(self, y: Any, n: int) -> np.ndarray:
@@ -312,8 +298,8 @@ class CVAE(ConditionalVAE):
 
     # -------------------------------------------------------------- training
 
-    def _loss(self, x: Tensor, y: Tensor | None = None) -> LossTerms:
-        recon, kl = self._recon_kl(x, y)                                    # (B,) each
+    def _loss(self, x: Tensor, y: Tensor | None, ctx: FitContext) -> LossTerms:
+        recon, kl = self._recon_kl(x, y, ctx=ctx)                           # (B,) each
         total = (self.beta * kl - recon).mean()
         return LossTerms(total, {"recon": -recon.mean(), "kl": kl.mean()})
 
@@ -355,7 +341,7 @@ class CVAE(ConditionalVAE):
         check_is_fitted(self)
         n = self._check_n_samples(n_samples)
         c = torch.as_tensor(self._sample_conditions(y, n), device=self._device())   # (n, c)
-        g = torch.Generator().manual_seed(_seed(random_state))
+        g = torch.Generator().manual_seed(seed(random_state))
         z = self._sample_latent(n, g).to(self._device())                    # (n, k)
         return self._decoded_means(z, c)
 

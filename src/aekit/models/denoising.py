@@ -19,10 +19,11 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array
 from torch import Tensor
 
-from .._registry import register
-from ..base import _seed
-from ..training import LossTerms
-from .ae import AE
+from aekit._registry import register
+from aekit.exceptions import InputError
+from aekit.models.ae import AE
+from aekit.runtime import seed
+from aekit.training import FitContext, LossTerms
 
 #: corruption processes of Vincent et al. (2010), section 4.2.
 NOISES = ("gaussian", "masking", "salt_pepper")
@@ -65,7 +66,7 @@ class DenoisingAE(AE):
         The standard deviation of the Gaussian noise, or the probability that a feature
         is masked / hit by salt-and-pepper (then at most 1).
     **kwargs
-        The parameters shared by every model; see :class:`aekit.base.BaseAutoencoder`.
+        The parameters shared by every model; see :class:`aekit.estimator.BaseAutoencoder`.
 
     Attributes
     ----------
@@ -89,6 +90,8 @@ class DenoisingAE(AE):
     (5, 64)
     """
 
+    capabilities = AE.capabilities.but(denoising=True)
+
     _parameter_constraints = {
         **AE._parameter_constraints,
         "noise": [StrOptions(set(NOISES))],
@@ -103,12 +106,12 @@ class DenoisingAE(AE):
     def _check_hyperparameters(self) -> None:
         super()._check_hyperparameters()
         if self.noise != "gaussian" and self.noise_level > 1:
-            raise ValueError(f"noise={self.noise!r} takes noise_level as the probability that "
+            raise InputError(f"noise={self.noise!r} takes noise_level as the probability that "
                              f"a feature is corrupted, so it must be in [0, 1]; got "
                              f"noise_level={self.noise_level!r}")
 
-    def _loss(self, x: Tensor, y: Tensor | None = None) -> LossTerms:
-        x_noisy = corrupt(x, self.noise, self.noise_level, self._generator)  # (B, D)
+    def _loss(self, x: Tensor, y: Tensor | None, ctx: FitContext) -> LossTerms:
+        x_noisy = corrupt(x, self.noise, self.noise_level, ctx.generator)  # (B, D)
         recon = -self._decode(self._encode(x_noisy)).log_prob(x)          # (B,) clean target
         return LossTerms(recon.mean(), {"recon": recon.mean()})
 
@@ -121,6 +124,6 @@ class DenoisingAE(AE):
         self._validate_params()
         self._check_hyperparameters()
         X = check_array(X, dtype=np.float32, allow_nd=True)
-        g = torch.Generator().manual_seed(_seed(random_state))
+        g = torch.Generator().manual_seed(seed(random_state))
         x = torch.as_tensor(X.reshape(len(X), -1))                           # (n, D)
         return corrupt(x, self.noise, self.noise_level, g).numpy().reshape(X.shape)

@@ -17,11 +17,11 @@ from numbers import Integral
 from sklearn.utils._param_validation import Interval
 from torch import Tensor
 
-from .._registry import register
-from ..base import BaseAutoencoder
-from ..metrics import log_mean_exp
-from ..training import LossTerms
-from .vae import VAE
+from aekit._registry import register
+from aekit.distributions import log_mean_exp
+from aekit.estimator import BaseAutoencoder
+from aekit.models.vae import VAE
+from aekit.training import FitContext, LossTerms
 
 
 @register("iwae")
@@ -42,7 +42,7 @@ class IWAE(VAE):
     n_importance_samples : int, default=100
         K for ``score_samples`` and ``elbo``, as in :class:`aekit.VAE`.
     **kwargs
-        The parameters shared by every model; see :class:`aekit.base.BaseAutoencoder`.
+        The parameters shared by every model; see :class:`aekit.estimator.BaseAutoencoder`.
 
     Attributes
     ----------
@@ -80,8 +80,8 @@ class IWAE(VAE):
         self.n_train_samples = n_train_samples
         self.n_importance_samples = n_importance_samples
 
-    def _loss(self, x: Tensor, y: Tensor | None = None) -> LossTerms:
-        eps = self._randn(self.n_train_samples, len(x), self.n_components)   # (K, B, k)
+    def _loss(self, x: Tensor, y: Tensor | None, ctx: FitContext) -> LossTerms:
+        eps = ctx.randn(self.n_train_samples, len(x), self.n_components)   # (K, B, k)
         log_w = self._log_weights(x, eps)                                     # (K, B)
         bound = log_mean_exp(log_w, dim=0)                                    # (B,)
         return LossTerms(-bound.mean(), {"neg_elbo": -log_w.mean()})

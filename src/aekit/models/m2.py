@@ -25,12 +25,13 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from torch import Tensor, nn
 from torch.distributions import Categorical, Distribution, kl_divergence
 
-from .._registry import register
-from ..base import _seed
-from ..metrics import log_mean_exp
-from ..nn import mlp
-from ..training import LossTerms
-from .cvae import ConditionalVAE, class_indices
+from aekit._registry import register
+from aekit.distributions import log_mean_exp
+from aekit.exceptions import InputError
+from aekit.models.cvae import ConditionalVAE, class_indices
+from aekit.nn import mlp
+from aekit.runtime import seed
+from aekit.training import FitContext, LossTerms
 
 
 def unlabelled_rows(y: np.ndarray) -> np.ndarray:
@@ -103,6 +104,9 @@ class M2(ClassifierMixin, ConditionalVAE):
     ((3, 10), (3,))
     """
 
+    #: its posterior and importance weights need the class as well (marginalised inside)
+    capabilities = ConditionalVAE.capabilities.but(semi_supervised=True, importance_weights=False)
+
     _parameter_constraints = {
         **ConditionalVAE._parameter_constraints,
         "classification_weight": [Interval(Real, 0, None, closed="left")],
@@ -114,13 +118,13 @@ class M2(ClassifierMixin, ConditionalVAE):
 
     # ---------------------------------------------------------------- labels
 
-    def _fit_targets(self, y: Any) -> tuple[dict[str, Any], np.ndarray]:
+    def _targets_of(self, y: Any) -> tuple[dict[str, Any], np.ndarray]:
         y = column_or_1d(y, warn=True)
         if y.dtype.kind == "f":
             assert_all_finite(y, input_name="y")
         unlabelled = unlabelled_rows(y)
         if not (~unlabelled).any():
-            raise ValueError(f"M2 needs labelled rows: all {len(y)} labels are -1 "
+            raise InputError(f"M2 needs labelled rows: all {len(y)} labels are -1 "
                              "(unlabelled); label at least one row of every class")
         check_classification_targets(y[~unlabelled])
         classes, idx = np.unique(y[~unlabelled], return_inverse=True)
@@ -129,7 +133,7 @@ class M2(ClassifierMixin, ConditionalVAE):
         return {"classes_": classes}, targets
 
     def _condition_width(self) -> int:
-        return len(self._fitted("classes_"))
+        return len(self.classes_)
 
     def _one_hot(self, device: torch.device) -> Tensor:
         """Every class as a condition, ready to pair with every row: ``(C, 1, C)``."""
@@ -152,9 +156,9 @@ class M2(ClassifierMixin, ConditionalVAE):
 
     # -------------------------------------------------------------- training
 
-    def _loss(self, x: Tensor, y: Tensor | None = None) -> LossTerms:
+    def _loss(self, x: Tensor, y: Tensor | None, ctx: FitContext) -> LossTerms:
         q_y = self._q_y(x)                                                  # (B,) over C
-        recon, kl = self._recon_kl(x, self._one_hot(x.device))              # (C, B) each
+        recon, kl = self._recon_kl(x, self._one_hot(x.device), ctx=ctx)     # (C, B) each
         labelled = y >= 0                                                   # (B,)
         y_l = y.clamp_min(0)                                                # (B,)
         # weight of each class's -L(x, y): the label for labelled rows, q(y|x) otherwise
@@ -209,7 +213,7 @@ class M2(ClassifierMixin, ConditionalVAE):
             y = np.repeat(y.reshape(1), n)
         idx = class_indices(y, self.classes_, f"M2.{method}")
         if len(idx) != n:
-            raise ValueError(f"M2.{method}: got {n} rows but {len(idx)} labels; give one "
+            raise InputError(f"M2.{method}: got {n} rows but {len(idx)} labels; give one "
                              "label for all or one per row")
         return np.eye(len(self.classes_), dtype=np.float32)[idx]
 
@@ -249,7 +253,7 @@ class M2(ClassifierMixin, ConditionalVAE):
         sample); when ``y`` is None each sample's class is drawn from p(y)."""
         check_is_fitted(self)
         n = self._check_n_samples(n_samples)
-        g = torch.Generator().manual_seed(_seed(random_state))
+        g = torch.Generator().manual_seed(seed(random_state))
         z = self._sample_latent(n, g)                                       # (n, k)
         if y is None:
             idx = torch.randint(len(self.classes_), (n,), generator=g)      # y ~ p(y)

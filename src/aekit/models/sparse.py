@@ -18,9 +18,9 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from torch import Tensor
 from torch.distributions import Bernoulli, kl_divergence
 
-from .._registry import register
-from ..training import LossTerms
-from .ae import AE
+from aekit._registry import register
+from aekit.models.ae import AE
+from aekit.training import FitContext, LossTerms
 
 #: rho_hat is kept this far from 0 and 1 so KL(rho || rho_hat) stays finite when every
 #: code unit of a batch saturates in float32.
@@ -53,7 +53,7 @@ class SparseAE(AE):
     sparsity_weight : float, default=0.1
         Weight of the penalty against the reconstruction term (nats per example).
     **kwargs
-        The parameters shared by every model; see :class:`aekit.base.BaseAutoencoder`.
+        The parameters shared by every model; see :class:`aekit.estimator.BaseAutoencoder`.
 
     Attributes
     ----------
@@ -104,7 +104,7 @@ class SparseAE(AE):
         rho = torch.full_like(rho_hat, self.sparsity_target)              # (k,)
         return kl_divergence(Bernoulli(probs=rho), Bernoulli(probs=rho_hat)).sum()
 
-    def _loss(self, x: Tensor, y: Tensor | None = None) -> LossTerms:
+    def _loss(self, x: Tensor, y: Tensor | None, ctx: FitContext) -> LossTerms:
         z = self._encode(x)                                               # (B, k)
         recon = -self._decode(z).log_prob(x)                              # (B,)
         penalty = self._penalty(z)                                        # ()

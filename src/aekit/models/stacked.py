@@ -18,11 +18,13 @@ import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 from torch import Tensor, nn
 
-from .._registry import register
-from ..base import _seed
-from ..distributions import get_likelihood
-from ..nn import ACTIVATIONS
-from .ae import AE
+from aekit._registry import register
+from aekit.distributions import get_likelihood
+from aekit.exceptions import InputError
+from aekit.models.ae import AE
+from aekit.nn import ACTIVATIONS
+from aekit.runtime import seed
+from aekit.training import FitContext
 
 
 class _LayerAE(AE):
@@ -83,7 +85,7 @@ class StackedAE(AE):
     pretrain_max_iter : int, default=20
         Epochs of pretraining per layer; 0 skips pretraining (a plain deep AE).
     **kwargs
-        The parameters shared by every model; see :class:`aekit.base.BaseAutoencoder`.
+        The parameters shared by every model; see :class:`aekit.estimator.BaseAutoencoder`.
         ``batch_size``, ``learning_rate``, ``tol``, ``n_iter_no_change``, ``device`` and
         ``precision`` apply to pretraining too.
 
@@ -123,21 +125,21 @@ class StackedAE(AE):
 
     def _build(self, input_shape: tuple[int, ...]) -> nn.Module:
         if self.architecture == "conv":
-            raise ValueError("StackedAE pretrains dense layers one at a time, so it only "
+            raise InputError("StackedAE pretrains dense layers one at a time, so it only "
                              "builds MLPs; got architecture='conv'. Use architecture='mlp' "
                              "or 'auto' (image input is then flattened)")
         return super()._build((math.prod(input_shape),))
 
+    capabilities = AE.capabilities.but(streaming=False)
     _streaming_unsupported = "greedy layer-wise pretraining holds every layer's codes in memory"
 
-    def _pretrain(self, x: Tensor, y: Tensor | None) -> None:
-        self._pretrain_history: dict[str, list[float]] = {}
+    def _pretrain(self, x: Tensor, y: Tensor | None, ctx: FitContext) -> None:
         if self.pretrain_max_iter == 0:
             return
         enc = [m for m in self.module_.encoder if isinstance(m, nn.Linear)]
         dec = [m for m in self.module_.decoder if isinstance(m, nn.Linear)][::-1]
         # children of the fit's seed: reproducible, and independent of the fit's own streams
-        seeds = np.random.SeedSequence(_seed(self.random_state)).spawn(len(enc))
+        seeds = np.random.SeedSequence(seed(self.random_state)).spawn(len(enc))
         codes = x.float().cpu().numpy()                                   # (n, D)
         for i, (enc_layer, dec_layer) in enumerate(zip(enc, dec)):
             first, last = i == 0, i == len(enc) - 1
@@ -160,9 +162,6 @@ class StackedAE(AE):
                 dec_layer.load_state_dict(layer.module_.decoder[0].state_dict())
                 if first:   # e.g. the learned sigma of "gaussian_learned"
                     self.module_.likelihood.load_state_dict(layer.module_.likelihood.state_dict())
-            self._pretrain_history[f"pretrain_layer{i + 1}_loss"] = layer.history_["loss"]
+            ctx.extra_history[f"pretrain_layer{i + 1}_loss"] = layer.history_["loss"]
             codes = layer.transform(codes)                                # (n, width)
 
-    def _after_fit(self, x: Tensor) -> None:
-        super()._after_fit(x)
-        self.history_.update(self.__dict__.pop("_pretrain_history", {}))

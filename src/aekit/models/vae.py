@@ -16,11 +16,10 @@ from sklearn.utils._param_validation import Interval
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal, kl_divergence
 
-from .._registry import register
-from ..base import BaseAutoencoder
-from ..distributions import diagonal_normal
-from ..metrics import log_mean_exp
-from ..training import LossTerms
+from aekit._registry import register
+from aekit.distributions import diagonal_normal, log_mean_exp
+from aekit.estimator import BaseAutoencoder
+from aekit.training import FitContext, LossTerms
 
 #: log-variance of q(z|x) is clamped to this range so exp() stays finite.
 LOG_VAR_RANGE = (-15.0, 15.0)
@@ -40,7 +39,7 @@ class VAE(BaseAutoencoder):
         average the reconstruction term). The draws are common random numbers: the same
         for every row, so a row scores the same alone or in a batch.
     **kwargs
-        The parameters shared by every model; see :class:`aekit.base.BaseAutoencoder`.
+        The parameters shared by every model; see :class:`aekit.estimator.BaseAutoencoder`.
 
     Attributes
     ----------
@@ -60,6 +59,8 @@ class VAE(BaseAutoencoder):
     >>> vae.score_samples(X[:3]).shape
     (3,)
     """
+
+    capabilities = BaseAutoencoder.capabilities.but(posterior=True, importance_weights=True)
 
     _parameter_constraints = {
         **BaseAutoencoder._parameter_constraints,
@@ -93,10 +94,10 @@ class VAE(BaseAutoencoder):
     def _encode(self, x: Tensor) -> Tensor:
         return self._posterior(x).mean                                      # (B, k)
 
-    def _loss(self, x: Tensor, y: Tensor | None = None) -> LossTerms:
+    def _loss(self, x: Tensor, y: Tensor | None, ctx: FitContext) -> LossTerms:
         q = self._posterior(x)                                              # (B, k)
         loc, scale = q.base_dist.loc, q.base_dist.scale
-        z = loc + scale * self._randn(*loc.shape)                           # (B, k)
+        z = loc + scale * ctx.randn(*loc.shape)                           # (B, k)
         recon = -self._decode(z).log_prob(x)                                # (B,)
         kl = kl_divergence(q, self._prior())                                # (B,)
         total = (recon + self.beta * kl).mean()

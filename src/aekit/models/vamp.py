@@ -21,9 +21,9 @@ from sklearn.utils.validation import check_is_fitted
 from torch import Tensor, nn
 from torch.distributions import Categorical, Distribution, MixtureSameFamily
 
-from .._registry import register
-from ..training import LossTerms
-from .vae import VAE
+from aekit._registry import register
+from aekit.models.vae import VAE
+from aekit.training import FitContext, LossTerms
 
 #: training rows that seed pseudo-inputs in [0, 1] are clipped to this margin before the
 #: logit, so no pseudo-pixel starts where the sigmoid has no gradient.
@@ -54,7 +54,7 @@ class VampPriorVAE(VAE):
     n_importance_samples : int, default=100
         K for ``score_samples`` and ``elbo``, as in :class:`aekit.VAE`.
     **kwargs
-        The parameters shared by every model; see :class:`aekit.base.BaseAutoencoder`.
+        The parameters shared by every model; see :class:`aekit.estimator.BaseAutoencoder`.
 
     Attributes
     ----------
@@ -100,8 +100,8 @@ class VampPriorVAE(VAE):
     def _bounded(self) -> bool:
         return self.module_.likelihood.support == (0.0, 1.0)
 
-    def _pretrain(self, x: Tensor, y: Tensor | None) -> None:
-        g = self._generator
+    def _pretrain(self, x: Tensor, y: Tensor | None, ctx: FitContext) -> None:
+        g = ctx.generator
         weights = torch.ones(len(x), device=g.device)
         # without replacement when there are enough rows
         rows = torch.multinomial(weights, self.n_pseudo_inputs,
@@ -130,10 +130,10 @@ class VampPriorVAE(VAE):
                               validate_args=False)
         return MixtureSameFamily(uniform, components, validate_args=False)
 
-    def _loss(self, x: Tensor, y: Tensor | None = None) -> LossTerms:
+    def _loss(self, x: Tensor, y: Tensor | None, ctx: FitContext) -> LossTerms:
         q = self._posterior(x)                                                # (B, k)
         loc, scale = q.base_dist.loc, q.base_dist.scale
-        z = loc + scale * self._randn(*loc.shape)                             # (B, k)
+        z = loc + scale * ctx.randn(*loc.shape)                             # (B, k)
         recon = -self._decode(z).log_prob(x)                                  # (B,)
         kl = q.log_prob(z) - self._prior().log_prob(z)                        # (B,)
         total = (recon + self.beta * kl).mean()

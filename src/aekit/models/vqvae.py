@@ -27,10 +27,10 @@ from sklearn.utils.validation import check_is_fitted
 from torch import Tensor, nn
 from torch.distributions import Categorical
 
-from .._registry import register
-from ..base import BaseAutoencoder
-from ..inference import EVAL_MEMORY_BUDGET
-from ..training import LossTerms
+from aekit._registry import register
+from aekit.estimator import BaseAutoencoder
+from aekit.estimator.inference import EVAL_MEMORY_BUDGET
+from aekit.training import FitContext, LossTerms
 
 #: Laplace smoothing of the EMA code counts, so a code with no recent use keeps a finite
 #: codebook vector (Sonnet's VectorQuantizerEMA uses the same epsilon).
@@ -155,9 +155,9 @@ class VQVAE(BaseAutoencoder):
         return self.module_.codebook[self._quantise(self.module_.encoder(x))]  # (B, k)
 
     @torch.no_grad()
-    def _pretrain(self, x: Tensor, y: Tensor | None) -> None:
+    def _pretrain(self, x: Tensor, y: Tensor | None, ctx: FitContext) -> None:
         """Start the codebook at the encoder outputs of random training rows."""
-        g, m = self._generator, self.module_
+        g, m = ctx.generator, self.module_
         # a permutation, tiled when there are more codes than rows: no repeats until then
         perm = torch.randperm(len(x), generator=g, device=g.device)
         rows = perm[torch.arange(self.codebook_size, device=perm.device) % len(x)]  # (C,)
@@ -166,7 +166,7 @@ class VQVAE(BaseAutoencoder):
         m.ema_count.fill_(1.0)
 
     @torch.no_grad()
-    def _update_codebook(self, z_e: Tensor, codes: Tensor) -> None:
+    def _update_codebook(self, z_e: Tensor, codes: Tensor, ctx: FitContext) -> None:
         """Moving averages of the paper's appendix, then reset of dead codes."""
         m, decay = self.module_, self.ema_decay
         one_hot = nn.functional.one_hot(codes, self.codebook_size).float()    # (B, C)
@@ -179,13 +179,13 @@ class VQVAE(BaseAutoencoder):
         m.codebook.copy_(m.ema_sum / count[:, None])                          # (C, k)
         dead = (m.ema_count < self.dead_code_threshold).nonzero().squeeze(1)  # (n_dead,)
         if len(dead):
-            g = self._generator
+            g = ctx.generator
             rows = torch.randint(len(z_e), (len(dead),), generator=g, device=g.device)
             m.codebook[dead] = z_e[rows]
             m.ema_sum[dead] = z_e[rows]
             m.ema_count[dead] = 1.0
 
-    def _loss(self, x: Tensor, y: Tensor | None = None) -> LossTerms:
+    def _loss(self, x: Tensor, y: Tensor | None, ctx: FitContext) -> LossTerms:
         z_e = self.module_.encoder(x).float()                                 # (B, k)
         codes = self._quantise(z_e)                                           # (B,)
         z_q = self.module_.codebook[codes]                                    # (B, k) copy
@@ -197,7 +197,7 @@ class VQVAE(BaseAutoencoder):
         perplexity = Categorical(probs=usage / len(x), validate_args=False).entropy().exp()
         # EMA only while training, and never after a non-finite loss (no update then)
         if self.module_.training and torch.isfinite(total):
-            self._update_codebook(z_e.detach(), codes)
+            self._update_codebook(z_e.detach(), codes, ctx)
         return LossTerms(total, {"recon": recon.mean(), "commitment": commitment.mean(),
                                  "perplexity": perplexity})
 

@@ -16,9 +16,10 @@ import torch
 from sklearn.utils._param_validation import Interval
 from torch import Tensor
 
-from .._registry import register
-from ..training import LossTerms
-from .ae import AE
+from aekit._registry import register
+from aekit.exceptions import InputError
+from aekit.models.ae import AE
+from aekit.training import FitContext, LossTerms
 
 
 def mmd_imq(z: Tensor, z_prior: Tensor, scale: float = 1.0) -> Tensor:
@@ -39,7 +40,7 @@ def mmd_imq(z: Tensor, z_prior: Tensor, scale: float = 1.0) -> Tensor:
     """
     n, k = z.shape
     if n < 2:
-        raise ValueError(f"the unbiased MMD needs at least 2 rows per sample; got {n}")
+        raise InputError(f"the unbiased MMD needs at least 2 rows per sample; got {n}")
     c = 2.0 * k * scale**2
 
     def kernel(a: Tensor, b: Tensor) -> Tensor:
@@ -72,7 +73,7 @@ class WAE(AE):
         losses here (Gaussian: half the squared error) 100 keeps codes close to N(0, I) on
         small images while the reconstruction still dominates.
     **kwargs
-        The parameters shared by every model; see :class:`aekit.base.BaseAutoencoder`.
+        The parameters shared by every model; see :class:`aekit.estimator.BaseAutoencoder`.
 
     Attributes
     ----------
@@ -105,10 +106,10 @@ class WAE(AE):
         super().__init__(n_components, **kwargs)
         self.mmd_weight = mmd_weight
 
-    def _loss(self, x: Tensor, y: Tensor | None = None) -> LossTerms:
+    def _loss(self, x: Tensor, y: Tensor | None, ctx: FitContext) -> LossTerms:
         z = self._encode(x).float()                                            # (B, k)
         recon = -self._decode(z).log_prob(x)                                   # (B,)
-        mmd = mmd_imq(z, self._randn(*z.shape)) if len(x) > 1 else z.new_zeros(())
+        mmd = mmd_imq(z, ctx.randn(*z.shape)) if len(x) > 1 else z.new_zeros(())
         total = recon.mean() + self.mmd_weight * mmd
         return LossTerms(total, {"recon": recon.mean(), "mmd": mmd})
 

@@ -1,0 +1,343 @@
+"""The ``aekit`` command line: the Python API's parameters, one subcommand per task.
+
+User errors (:class:`~aekit.exceptions.InputError`: a missing file, an unknown model or
+parameter, data a model cannot take; and file-system errors) print one line,
+``aekit: error: ...``, and exit with status 2: no traceback and no partial output file
+(every output is written to a temporary file and renamed at the end). Any other error is
+a bug in aekit and shows its traceback. Set ``AEKIT_DEBUG=1`` to see the traceback anyway.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from sklearn.utils._param_validation import InvalidParameterError
+
+import aekit
+from aekit.cli.demo import run_demo
+from aekit.cli.support import (
+    check_output,
+    count_rows,
+    in_memory,
+    load_data,
+    make_model,
+    model_params,
+    write_npy,
+    write_output,
+)
+from aekit.data import datasets, streaming
+from aekit.data.streaming import head
+from aekit.evaluation.array_metrics import bits_per_dim
+from aekit.evaluation.evaluate import FeatureExtractor, evaluate, format_table
+from aekit.evaluation.quick_bench import run
+from aekit.exceptions import InputError
+from aekit.reporting.report import write_report
+from aekit.runtime import atomic_write
+from aekit.training import DivergenceError, distributed
+from aekit.training.distributed import finish, is_main_process
+
+EXIT_USAGE = 2
+#: rows of streamed training data that a report after ``fit`` reads
+REPORT_ROWS = 10000
+
+
+# ----------------------------------------------------------------- commands
+
+def cmd_models(args: argparse.Namespace) -> None:
+
+    for name in aekit.list_models():
+        cls = aekit.get_model(name).__class__
+        summary = (cls.__doc__ or "").strip().splitlines()[0]
+        print(f"{name:14s} {cls.__name__:10s} {summary}")
+
+
+def cmd_datasets(args: argparse.Namespace) -> None:
+
+    for name in datasets.list_datasets():
+        meta = datasets.info(name)
+        where = "built in" if not meta.files else (str(datasets.locate(name) or "download"))
+        print(f"{name:14s} {meta.description}  [{where}]")
+
+
+def cmd_fit(args: argparse.Namespace) -> None:
+    check_output(args.output, ".safetensors")
+    params = model_params(args)
+    params.setdefault("verbose", 0 if args.quiet else 1)
+    if args.precision is not None:
+        params["precision"] = args.precision
+    if args.resume and args.checkpoint_dir is None:
+        raise InputError("--resume needs --checkpoint-dir (the folder of the run to resume)")
+    model = make_model(args.model, params)
+    X, y = load_data(args.data, args.split, args.memory_budget)
+    start = time.perf_counter()
+    model.fit(X, y, checkpoint_dir=args.checkpoint_dir, checkpoint_every=args.checkpoint_every,
+              resume=args.resume, memory_budget=args.memory_budget)
+
+    if not is_main_process():       # under torchrun only rank 0 writes and reports
+        return
+    model.save(args.output)
+    if args.report:
+
+        X_test, y_test = _test_split(args.data)
+        if hasattr(X, "n_rows"):        # streamed: the report reads the first rows
+
+            X, y = head(X, REPORT_ROWS), None if y is None else y[:REPORT_ROWS]
+        index = write_report(model, X, y, args.report, data_name=args.data, X_test=X_test,
+                             y_test=y_test, training_seconds=time.perf_counter() - start)
+        if not args.quiet:
+            print(f"report: {index}")
+    if not args.quiet:
+        losses = model.history_.get("loss") or [float("nan")]
+        print(f"trained {type(model).__name__} on {count_rows(X)} rows for {model.n_iter_} "
+              f"epochs in {time.perf_counter() - start:.1f} s (final loss {losses[-1]:.4g}); "
+              f"wrote {args.output}")
+
+
+def cmd_transform(args: argparse.Namespace) -> None:
+
+    check_output(args.output, (".npy", ".parquet"))
+    model = aekit.load(args.model_file)
+    X, _ = load_data(args.data, args.split, args.memory_budget)
+    write_output(args.output, model.transform, X, column_prefix="z")
+
+
+def cmd_sample(args: argparse.Namespace) -> None:
+
+    check_output(args.output, ".npy")
+    if args.n_samples < 1:
+        raise InputError(f"-n must be a positive number of samples; got {args.n_samples}")
+    model = aekit.load(args.model_file)
+    write_npy(args.output, model.sample(args.n_samples, random_state=args.seed))
+
+
+def cmd_score(args: argparse.Namespace) -> None:
+
+    model = aekit.load(args.model_file)
+    if args.n_importance_samples is not None and "n_importance_samples" in model.get_params():
+        model.set_params(n_importance_samples=args.n_importance_samples)
+    if args.output:
+        check_output(args.output, (".npy", ".parquet"))
+    X, _ = load_data(args.data, args.split, args.memory_budget)
+    ll = distributed.map_sharded(model.score_samples, X)
+    if args.output and distributed.is_main_process():
+        streaming.write_rows(args.output, iter([ll[:, None]]), len(ll), column_prefix="log_p")
+    result = {
+        "model": type(model).__name__,
+        "data": args.data,
+        "split": args.split,
+        "n_samples": int(len(ll)),
+        "log_likelihood": float(np.mean(ll)),
+        "log_likelihood_stderr": float(np.std(ll, ddof=1) / np.sqrt(len(ll)))
+        if len(ll) > 1 else 0.0,
+        "bits_per_dim": float(bits_per_dim(np.mean(ll), int(np.prod(model.input_shape_)))),
+        "elbo": float(np.mean(distributed.map_sharded(model.elbo, X))),
+        "is_density": bool(model.capabilities.score_is_density),
+    }
+    if not model.capabilities.score_is_density:     # log p(x | z = f(x)): no bits/dim
+        result["bits_per_dim"] = None
+    if not distributed.is_main_process():
+        return
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        head = f"{result['model']} on {args.data} ({args.split}, {len(ll)} rows): "
+        value = f"{result['log_likelihood']:.3f} +- {result['log_likelihood_stderr']:.3f} nats"
+        if model.capabilities.score_is_density:
+            print(f"{head}log p(x) = {value}, {result['bits_per_dim']:.4f} bits/dim, "
+                  f"ELBO {result['elbo']:.3f}")
+        else:
+            print(f"{head}log p(x | z = f(x)) = {value} (decoder log-likelihood at the code; "
+                  "not a density of x)")
+
+
+def _test_split(data: str) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The test split of a registered dataset; (None, None) for files."""
+
+    if data in datasets.list_datasets():
+        return datasets.load(data, split="test")
+    return None, None
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+
+    model = aekit.load(args.model_file)
+    X, y = load_data(args.data, "train" if args.split == "test" else args.split,
+                      args.memory_budget)
+    in_memory(X, "report")
+    X_test, y_test = _test_split(args.data) if args.split == "test" else (None, None)
+    index = write_report(model, X, y, args.output_dir, data_name=args.data, X_test=X_test,
+                         y_test=y_test)
+    print(f"report: {index}")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+
+    if args.json and Path(args.json).suffix != ".json":
+        raise InputError(f"--json output {args.json!r} should end in .json")
+    if args.json and not Path(args.json).parent.exists():
+        raise InputError(f"output folder {str(Path(args.json).parent)!r} does not exist")
+    model = aekit.load(args.model_file)
+    X_test, y_test = load_data(args.data, args.split, args.memory_budget)
+    in_memory(X_test, "evaluate")
+    X_train = y_train = None
+    if args.split != "train" and args.data in aekit.datasets.list_datasets():
+        X_train, y_train = aekit.datasets.load(args.data, split="train")
+    extractor = None
+    if args.generation:
+        if X_train is None or y_train is None:
+            raise InputError("--generation needs a registered, labelled dataset to train the "
+                            "feature classifier on")
+        extractor = FeatureExtractor().fit(X_train, y_train)
+    results = evaluate(model, X_test, y_test, X_train=X_train, y_train=y_train,
+                       k=args.n_importance_samples, feature_extractor=extractor)
+    results["data"], results["split"] = args.data, args.split
+    print(format_table(results))
+    if args.json:
+        text = json.dumps(results, indent=2)
+        atomic_write(args.json, lambda tmp: Path(tmp).write_text(text))
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+
+    print(run("quick" if args.quick else "full", write=args.write))
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+
+    run_demo(args.output_dir, max_iter=args.max_iter, quiet=args.quiet)
+
+
+# ------------------------------------------------------------------- parser
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aekit", description="Autoencoders for unsupervised learning, manifold learning, "
+        "generation and density estimation.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("models", help="list the registered models").set_defaults(func=cmd_models)
+    sub.add_parser("datasets", help="list the registered datasets and where they are"
+                   ).set_defaults(func=cmd_datasets)
+
+    def data_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--data", required=True, help="dataset name, file (.npy .npz .csv IDX "
+                       ".parquet) or folder (of .parquet files or of images)")
+        p.add_argument("--split", default="train", help="train, test or all (datasets only)")
+        budget_arg(p)
+
+    def budget_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--memory-budget", metavar="BYTES", default=None,
+                       help="stream .npy/.parquet/image data larger than this (e.g. 2G); "
+                       "default: a quarter of this machine's memory")
+
+    p = sub.add_parser("fit", help="train a model and save it")
+    p.add_argument("model", help="model name, see 'aekit models'")
+    data_args(p)
+    p.add_argument("-o", "--output", required=True, help="model file to write (.safetensors)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="a model parameter")
+    p.add_argument("--config", help="TOML file of model parameters")
+    p.add_argument("--precision", choices=["32", "bf16-mixed", "16-mixed"],
+                   help="same as --set precision=...")
+    p.add_argument("--checkpoint-dir", help="save the training state here (atomically)")
+    p.add_argument("--checkpoint-every", type=int, default=1, metavar="EPOCHS")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run saved in --checkpoint-dir")
+    p.add_argument("--report", metavar="DIR", help="write an HTML report here after training")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser("evaluate", help="density, manifold and generation metrics, with PCA")
+    p.add_argument("model_file")
+    p.add_argument("--data", required=True, help="dataset name or file")
+    p.add_argument("--split", default="test")
+    p.add_argument("-k", "--n-importance-samples", type=int, default=1000)
+    p.add_argument("--generation", action="store_true",
+                   help="also score samples in the features of a classifier trained here")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    budget_arg(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("report", help="write an HTML report of a model")
+    p.add_argument("model_file")
+    p.add_argument("--data", required=True, help="dataset name or file")
+    p.add_argument("--split", default="test",
+                   help="test: metrics on the dataset's test split (files: on the file)")
+    p.add_argument("-o", "--output-dir", required=True)
+    budget_arg(p)
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("transform", help="write the codes of data to .npy or .parquet")
+    p.add_argument("model_file")
+    data_args(p)
+    p.add_argument("-o", "--output", required=True, help=".npy or .parquet file to write")
+    p.set_defaults(func=cmd_transform)
+
+    p = sub.add_parser("sample", help="write samples from the model to .npy")
+    p.add_argument("model_file")
+    p.add_argument("-n", "--n-samples", type=int, default=16)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("-o", "--output", required=True, help=".npy file to write")
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("score", help="log-likelihood of data in nats and bits/dim")
+    p.add_argument("model_file")
+    data_args(p)
+    p.add_argument("-k", "--n-importance-samples", type=int, default=None)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("-o", "--output", help="also write log p(x) of every row (.npy or .parquet)")
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("bench", help="measure every model and write the tables")
+    p.add_argument("--quick", action="store_true", help="digits, a few minutes")
+    p.add_argument("--write", metavar="FILE", help="update this markdown file (BENCHMARKS.md)")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("demo", help="train a VAE and an AE on digits and compare with PCA")
+    p.add_argument("-o", "--output-dir", default="aekit-demo")
+    p.add_argument("--max-iter", type=int, default=150)
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    show = warnings.showwarning
+    warnings.showwarning = _one_line_warning
+    try:
+        args.func(args)
+
+        if finish():                    # under torchrun: every rank waited for rank 0's files
+            # gloo's threads can abort the interpreter's teardown ("terminate called
+            # without an active exception"); the work is done and written, so leave now
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
+    except (InputError, InvalidParameterError, OSError, DivergenceError) as exc:
+        # the user's mistakes and the machine's refusals (missing files, permissions, a
+        # full disk); anything else is a bug and keeps its traceback
+        if os.environ.get("AEKIT_DEBUG"):
+            raise
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"aekit: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("aekit: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        warnings.showwarning = show
+    return 0
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"aekit: warning: {message}", file=sys.stderr)

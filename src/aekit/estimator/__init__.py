@@ -1,0 +1,6 @@
+"""The estimator every aekit model is: its declared capabilities and hooks, input checks,
+and the public methods of a fitted model."""
+
+from aekit.estimator.base import BaseAutoencoder, Capabilities
+
+__all__ = ["BaseAutoencoder", "Capabilities"]

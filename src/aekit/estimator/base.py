@@ -1,0 +1,555 @@
+"""BaseAutoencoder: the scikit-learn estimator every aekit model is.
+
+A model declares what it can do (:class:`Capabilities`, read by evaluation, reporting and
+the command line) and implements hooks; everything a user calls lives here. Every hook
+anything in aekit calls is declared below with its default:
+
+===============================  ==============================================================
+hook                             contract (who calls it, when)
+===============================  ==============================================================
+``_encoder_outputs``             encoder output width (k for a code, 2k for mean and log-var)
+``_build(input_shape)``          the networks as one ``nn.Module`` (fit, before training;
+                                 ``aekit.load``); default: encoder, decoder, likelihood
+``_fit_targets(y)``              check ``y`` before training; returns the fitted attributes it
+                                 gives (e.g. ``classes_``) and per-row targets for the loop
+``_labels_tensor(t, n, device)`` the targets as a device tensor for the loop (None: no ``y``)
+``_pretrain(x, y, ctx)``         once after ``_build`` and before the loop (codebook start,
+                                 greedy layer-wise pretraining); draws from ``ctx.generator``
+``_loss(x, y, ctx)``             :class:`~aekit.training.LossTerms`, batch-averaged, nats per
+                                 example; noise from ``ctx.randn``; the epoch is ``ctx.epoch``
+``_configure_optimizers()``      the optimizer(s); several for adversarial models
+``_train_step(x, y, opt, ctx)``  one optimisation step; returns the detached terms to log
+``_on_epoch_end(epoch, x)``      extra numbers for this epoch's ``history_`` row
+``_after_fit(x)``                once after training, with the training rows (post-fit stats)
+``_encode(x)``                   the code / posterior mean, ``(B, k)``
+``_decode(z)``                   p(x|z) for codes ``(..., k)``, event shape ``(D,)``
+``_log_likelihood(x, e)``        log p(x) per row ``(B,)`` given common noise ``e`` ``(K, k)``
+``_elbo(x, e)``                  the evidence lower bound per row ``(B,)``
+``_n_eval_samples()``            how many noise draws ``score_samples`` uses per row
+``_sample_latent(n, g)``         ``n`` latent draws from the model's prior, ``(n, k)``
+``_posterior(x, *c)``            q(z|x) as ``Independent(Normal)``, batch ``(B,)``, event
+                                 ``(k,)`` (``Capabilities.posterior``)
+``_prior()``                     p(z) over ``(k,)`` (``Capabilities.posterior``)
+``_log_weights(x, *c, e)``       importance log-weights log p(x, z) - log q(z|x), ``(K, B)``
+                                 (``Capabilities.importance_weights``)
+``_conditions(y, n, where)``     condition vectors of labels ``y`` for ``n`` rows
+                                 (``Capabilities.conditional``)
+===============================  ==============================================================
+
+``*c`` is the condition of a conditional model (nothing for the others). The
+class attribute ``_expected_failed_checks`` maps scikit-learn check names to the reason a
+check cannot pass.
+
+Rows are flat inside: image input ``(n, H, W)`` or ``(n, C, H, W)`` is validated, flattened
+to ``(n, D)`` and its shape kept in ``input_shape_``; outputs in data space get it back.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import numbers
+from dataclasses import dataclass
+from numbers import Integral, Real
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_array, check_is_fitted
+from torch import Tensor, nn
+from torch.distributions import Distribution
+
+from aekit import persistence
+from aekit.data import streaming
+from aekit.data.sources import Source
+from aekit.distributions import LIKELIHOODS, get_likelihood
+from aekit.estimator import inference, validation
+from aekit.exceptions import InputError, input_checks
+from aekit.nn import ACTIVATIONS, ARCHITECTURES, build_decoder, build_encoder
+from aekit.runtime import PRECISIONS, compiled, resolve_device, seed
+from aekit.training import (
+    ON_NAN,
+    FitContext,
+    LossTerms,
+    default_optimizer,
+    distributed,
+    fit_model,
+    train_step,
+)
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a model can do, declared on its class and read by evaluation, reporting, the
+    command line and the benchmarks (nothing probes a model for these).
+
+    Attributes
+    ----------
+    conditional : bool
+        ``transform``, ``score_samples``, ``sample``, ... take conditions ``y`` (CVAE).
+    semi_supervised : bool
+        ``y`` may leave rows unlabelled and the model predicts classes (M2).
+    score_is_density : bool
+        ``score_samples`` is log p(x), a density of x; False for deterministic codes,
+        where it is the decoder log-likelihood at the code, log p(x | z = f(x)).
+    posterior : bool
+        A Gaussian posterior ``_posterior`` and a prior ``_prior`` exist.
+    importance_weights : bool
+        ``_log_weights`` gives importance weights, so log p(x) can be importance sampled.
+    denoising : bool
+        The model corrupts its input (``corrupt``) and learns to undo it.
+    streaming : bool
+        It can train on data streamed from disk.
+    """
+
+    conditional: bool = False
+    semi_supervised: bool = False
+    score_is_density: bool = True
+    posterior: bool = False
+    importance_weights: bool = False
+    denoising: bool = False
+    streaming: bool = True
+
+    def but(self, **changes: Any) -> Capabilities:
+        """A copy with ``changes``: ``capabilities = VAE.capabilities.but(conditional=True)``."""
+        return Capabilities(**{**self.__dict__, **changes})
+
+
+class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Shared estimator behaviour; see the module docstring for the hooks a model writes.
+
+    Parameters common to every model (a subclass's docstring lists them again):
+
+    n_components : int, default=2
+        Size of the code (latent dimensions).
+    hidden_layer_sizes : tuple of int, default=(256, 128)
+        Encoder hidden widths; the decoder mirrors them. For image input the conv
+        networks use the last width for their dense layer.
+    activation : {"relu", "leaky_relu", "elu", "gelu", "silu", "tanh", "sigmoid", "identity"}
+        Hidden-layer nonlinearity; "identity" makes a linear autoencoder.
+    likelihood : str, default="gaussian"
+        p(x|z), one of :func:`aekit.distributions.list_likelihoods`: "gaussian" is MSE,
+        "bernoulli" is binary cross-entropy, and so on.
+    likelihood_scale : float, default=1.0
+        The fixed sigma of "gaussian", b of "laplace", the initial sigma of "gaussian_learned".
+    architecture : {"auto", "mlp", "conv"}, default="auto"
+        "auto" uses small conv nets for image-shaped input and MLPs for flat rows.
+    max_iter : int, default=100
+        Maximum number of epochs.
+    batch_size : int, default=128
+    learning_rate : float, default=1e-3
+        Adam step size.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the rows, stop when the validation loss has
+        not improved by ``tol`` for ``n_iter_no_change`` epochs and keep the best weights.
+        Without it the training loss is watched the same way.
+    validation_fraction : float, default=0.1
+    n_iter_no_change : int, default=10
+    tol : float, default=1e-4
+    random_state : int, RandomState instance or None, default=None
+        Seeds weight initialisation, minibatch order and noise; the global RNGs of torch
+        and numpy are left untouched. Also seeds the evaluation noise (0 when None).
+    verbose : int, default=0
+        1 shows a progress bar; 2 also prints every epoch.
+    device : str, default="auto"
+        "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
+    precision : {"32", "bf16-mixed", "16-mixed"}, default="32"
+        "bf16-mixed" / "16-mixed" run the networks' matrix work under autocast (fp16 with
+        a gradient scaler) while weights, likelihoods, KL terms and reductions stay float32.
+    on_nan : {"restore", "raise", "skip_batch"}, default="restore"
+        What a non-finite training loss does. "restore": stop, restore the weights of the
+        last finished epoch and warn (ConvergenceWarning) naming likely causes; "raise":
+        raise :class:`aekit.training.DivergenceError`; "skip_batch": skip that minibatch's
+        update and go on (an epoch with no usable minibatch stops as "restore" does).
+    binarize : {"none", "dynamic"}, default="none"
+        "dynamic": every epoch trains on fresh binary draws x ~ Bernoulli(grey level), the
+        protocol of likelihood results on binarized MNIST-like data (Burda et al. 2015);
+        needs data in [0, 1]. Score on a fixed binarization of the test set
+        (:func:`aekit.datasets.binarize`).
+    compile : bool, default=False
+        Run the loss (training and validation) and ``score_samples`` through
+        ``torch.compile``. The first call compiles (tens of seconds on a CPU), so it pays
+        off on long runs; where the compiler is unavailable aekit warns and runs eagerly.
+    flush_denormal : bool, default=True
+        Flush subnormal floats to zero on the CPU while aekit trains and evaluates (the
+        caller's floating-point mode is restored afterwards). CPUs compute on subnormal
+        numbers tens of times slower than on normal ones, and training produces more of
+        them as it goes on; False keeps IEEE gradual underflow.
+    """
+
+    _parameter_constraints: dict = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "hidden_layer_sizes": ["array-like"],
+        "activation": [StrOptions(set(ACTIVATIONS))],
+        "likelihood": [StrOptions(set(LIKELIHOODS.names()))],
+        "likelihood_scale": [Interval(Real, 0, None, closed="neither")],
+        "architecture": [StrOptions(set(ARCHITECTURES))],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+        "device": [str],
+        "precision": [StrOptions(set(PRECISIONS))],
+        "on_nan": [StrOptions(set(ON_NAN))],
+        "compile": ["boolean"],
+        "binarize": [StrOptions({"none", "dynamic"})],
+        "flush_denormal": ["boolean"],
+    }
+
+    def __init__(self, n_components=2, *, hidden_layer_sizes=(256, 128), activation="relu",
+                 likelihood="gaussian", likelihood_scale=1.0, architecture="auto",
+                 max_iter=100, batch_size=128, learning_rate=1e-3, early_stopping=False,
+                 validation_fraction=0.1, n_iter_no_change=10, tol=1e-4, random_state=None,
+                 verbose=0, device="auto", precision="32", on_nan="restore", compile=False,
+                 binarize="none", flush_denormal=True):
+        self.n_components = n_components
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.likelihood = likelihood
+        self.likelihood_scale = likelihood_scale
+        self.architecture = architecture
+        self.max_iter = max_iter
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.random_state = random_state
+        self.verbose = verbose
+        self.device = device
+        self.precision = precision
+        self.on_nan = on_nan
+        self.compile = compile
+        self.binarize = binarize
+        self.flush_denormal = flush_denormal
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Let a model declare only its own parameters plus ``**kwargs``.
+
+        scikit-learn reads parameters from the ``__init__`` signature, so the full one
+        (the model's own, then its parent's, which already include the shared ones) is
+        set as ``__init__.__signature__``.
+        """
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            return
+        own = inspect.signature(init).parameters
+        if not any(p.kind is p.VAR_KEYWORD for p in own.values()):
+            return
+        parent = next(b for b in cls.__mro__[1:] if "__init__" in b.__dict__)
+        base = inspect.signature(parent.__init__).parameters
+        params = [p for p in own.values() if p.kind is not p.VAR_KEYWORD]
+        params += [p for name, p in base.items()
+                   if name != "self" and name not in own and name not in cls._excluded_params]
+        init.__signature__ = inspect.Signature(params)
+
+    # ------------------------------------------------------------ declarations
+
+    #: what this model can do (see :class:`Capabilities`)
+    capabilities: ClassVar[Capabilities] = Capabilities()
+
+    #: why this model cannot train on streamed data (when ``capabilities.streaming`` is False)
+    _streaming_unsupported: ClassVar[str] = ""
+
+    #: parameters of the parent class that this model does not have.
+    _excluded_params: ClassVar[tuple[str, ...]] = ()
+
+    #: fitted attributes beyond the shared ones that model files store
+    _saved_attributes: ClassVar[tuple[str, ...]] = ()
+
+    #: scikit-learn estimator checks this model cannot pass, with the reason.
+    _expected_failed_checks: ClassVar[dict[str, str]] = {}
+
+    # ------------------------------------------------------------------ hooks
+
+    @property
+    def _encoder_outputs(self) -> int:
+        return self.n_components
+
+    def _build(self, input_shape: tuple[int, ...]) -> nn.Module:
+        """Encoder, decoder and likelihood for rows of ``input_shape``."""
+        n_features = math.prod(input_shape)
+        likelihood = get_likelihood(self.likelihood, n_features, self.likelihood_scale)
+        hidden = tuple(self.hidden_layer_sizes)
+        return nn.ModuleDict({
+            "encoder": build_encoder(input_shape, hidden, self._encoder_outputs,
+                                     self.activation, self.architecture),
+            "decoder": build_decoder(input_shape, hidden, self.n_components, likelihood.n_params,
+                                     self.activation, self.architecture),
+            "likelihood": likelihood,
+        })
+
+    def _fit_targets(self, y: Any) -> tuple[dict[str, Any], Any]:
+        """Unsupervised models ignore ``y``: no fitted attributes, no targets."""
+        return {}, None
+
+    def _labels_tensor(self, targets: Any, n: int, device: torch.device) -> Tensor | None:
+        """The loop's per-row targets on the device; None for unsupervised models."""
+        return None
+
+    def _pretrain(self, x: Tensor, y: Tensor | None, ctx: FitContext) -> None:
+        """Called once after ``_build`` and before the training loop."""
+
+    def _loss(self, x: Tensor, y: Tensor | None, ctx: FitContext) -> LossTerms:
+        raise NotImplementedError
+
+    def _configure_optimizers(self) -> Any:
+        """One Adam over every parameter; models with several return a list."""
+        return default_optimizer(self.module_.parameters(), self.learning_rate)
+
+    def _train_step(self, x: Tensor, y: Tensor | None, optimizer: Any,
+                    ctx: FitContext) -> dict[str, Tensor]:
+        """One optimisation step; a non-finite ``"loss"`` must come with no update
+        applied (the loop then acts on ``on_nan``)."""
+        return train_step(x, y, optimizer, ctx)
+
+    def _on_epoch_end(self, epoch: int, x: Tensor) -> dict[str, Any]:
+        """Extra numbers (floats or lists of floats) for this epoch's ``history_`` row;
+        ``x`` are the training rows (a fixed binarization with ``binarize="dynamic"``)."""
+        return {}
+
+    def _after_fit(self, x: Tensor) -> None:
+        """Called once after training with the training rows (on the device; a fixed
+        binarization with ``binarize="dynamic"``)."""
+
+    def _encode(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def _decode(self, z: Tensor) -> Distribution:
+        """p(x|z) for codes ``z`` of shape ``(..., k)``; event shape ``(D,)``."""
+        return self.module_.likelihood(self.module_.decoder(z))
+
+    def _log_likelihood(self, x: Tensor, eps: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def _elbo(self, x: Tensor, eps: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def _n_eval_samples(self) -> int:
+        """How many noise draws ``score_samples`` uses per row."""
+        return 1
+
+    def _sample_latent(self, n_samples: int, generator: torch.Generator) -> Tensor:
+        raise NotImplementedError
+
+    def _posterior(self, x: Tensor, *c: Tensor) -> Distribution:
+        raise NotImplementedError(f"{type(self).__name__} has no posterior q(z|x)")
+
+    def _prior(self) -> Distribution:
+        raise NotImplementedError(f"{type(self).__name__} has no prior p(z)")
+
+    def _log_weights(self, x: Tensor, *c_and_eps: Tensor) -> Tensor:
+        raise NotImplementedError(f"{type(self).__name__} has no importance weights")
+
+    def _conditions(self, y: Any, n: int, where: str) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} is not conditional")
+
+    def _check_hyperparameters(self) -> None:
+        """Checks of parameter combinations that ``_parameter_constraints`` cannot say."""
+        validation.check_hidden_layer_sizes(self.hidden_layer_sizes)
+
+    # ---------------------------------------------------------------- fitting
+
+    def fit(self, X: Any, y: Any = None, *, checkpoint_dir: str | None = None,
+            checkpoint_every: int = 1, resume: bool = False,
+            memory_budget: int | str | None = None) -> BaseAutoencoder:
+        """Train on ``X`` (rows, or images of shape (n, H, W) / (n, C, H, W)).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or image-shaped, or data to stream
+            A :class:`~aekit.data.sources.Source`, a path (``.npy``, ``.parquet`` file or folder,
+            a folder of images) or a ``np.memmap``: read whole when it fits in
+            ``memory_budget``, streamed from disk otherwise (see :mod:`aekit.data.streaming`).
+        y : ignored for unsupervised models.
+        checkpoint_dir : str, optional
+            Folder for ``checkpoint.safetensors``, written every ``checkpoint_every``
+            epochs and at the end (atomically; safetensors + JSON, no pickle).
+        checkpoint_every : int, default=1
+        resume : bool, default=False
+            Continue from the checkpoint in ``checkpoint_dir`` (start afresh when there is
+            none). On CPU the result is bit-identical to an uninterrupted run. A checkpoint
+            of another model, other parameters or other data is refused.
+        memory_budget : int or str, optional
+            Bytes (or e.g. ``"2G"``) that data may take in memory; larger data are
+            streamed, and the budget bounds the shuffle buffer. Default: a quarter of
+            this machine's memory.
+
+        Returns
+        -------
+        self
+        """
+        self._validate_params()
+        self._check_hyperparameters()
+        if not isinstance(checkpoint_every, numbers.Integral) or checkpoint_every < 1:
+            raise InputError(f"checkpoint_every must be a positive integer; "
+                             f"got {checkpoint_every!r}")
+        if resume and checkpoint_dir is None:
+            raise InputError("resume=True needs the checkpoint_dir to resume from")
+        budget = streaming.memory_budget(memory_budget)
+        self._clear_fitted()            # a refit starts clean; a failed fit leaves it unfitted
+        try:
+            data = streaming.resolve(X, budget)
+            fingerprint = None
+            if isinstance(data, Source):
+                fingerprint = validation.validate_source(self, data, checkpoint_dir is not None)
+            else:
+                data = self._validate_X(data, reset=True)
+                self._check_support(data)
+                validation.check_binarize(self.binarize, data)
+            with input_checks():
+                fitted, targets = self._fit_targets(y)
+            device = distributed.local_device(resolve_device(self.device))
+            world = distributed.setup(device)
+            self._check_distributed(world)
+            for attr, value in fitted.items():
+                setattr(self, attr, value)
+            fit_model(self, data, targets, device=device, world=world,
+                      seed=seed(self.random_state), budget=budget, fingerprint=fingerprint,
+                      checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
+                      resume=resume)
+        except BaseException:
+            self._clear_fitted()
+            raise
+        return self
+
+    def _clear_fitted(self) -> None:
+        for attr in [a for a in vars(self) if a.endswith("_") and not a.startswith("_")]:
+            delattr(self, attr)
+        self.__dict__.pop("_compiled_log_likelihood", None)
+
+    def _check_distributed(self, world: distributed.World) -> None:
+        if world.size == 1:
+            return
+        if type(self)._train_step is not BaseAutoencoder._train_step:
+            raise InputError(f"{type(self).__name__} trains with its own step (several "
+                             "optimizers) and does not support DDP yet; run it in one process")
+        if self.batch_size < world.size:
+            raise InputError(f"batch_size={self.batch_size} is the global batch and must be at "
+                             f"least the number of processes ({world.size})")
+
+    # ------------------------------------------------------------- input checks
+
+    def _validate_X(self, X: Any, *, reset: bool) -> Any:
+        """float32 rows ``(n, D)``, or after fitting a checked stream for data to stream
+        (see :func:`aekit.estimator.validation.validate_rows`)."""
+        return validation.validate_rows(self, X, reset=reset)
+
+    def _check_support(self, X: Any) -> None:
+        validation.check_support(self.likelihood, X)
+
+    # ---------------------------------------------------------------- inference
+
+    def _device(self) -> torch.device:
+        return next(self.module_.parameters()).device
+
+    def _map_rows(self, X: Any, fn: Any, draws: int = 1,
+                  others: tuple[np.ndarray, ...] = ()) -> np.ndarray:
+        """``fn(x, *others)`` over chunks of rows in inference mode, as numpy (see
+        :func:`aekit.estimator.inference.map_rows`)."""
+        return inference.map_rows(self, X, fn, draws, others)
+
+    def _eval_noise(self, n_draws: int | None = None) -> Tensor:
+        """Common random numbers ``(K, k)``: the same draws for every row, so a row's score
+        does not depend on which other rows are scored with it."""
+        k = n_draws if n_draws is not None else self._n_eval_samples()
+        return inference.eval_noise(self.random_state, k, self.n_components, self._device())
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Codes of ``X``: the posterior mean (or the deterministic code), ``(n, k)``."""
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        return self._map_rows(X, self._encode)
+
+    def inverse_transform(self, X: Any) -> np.ndarray:
+        """Decoder means for codes ``X`` of shape ``(n, k)``, in the input's row shape."""
+        check_is_fitted(self)
+        with input_checks():
+            Z = check_array(X, dtype=np.float32)
+        if Z.shape[1] != self.n_components:
+            raise InputError(f"codes have {Z.shape[1]} columns, but {type(self).__name__} "
+                             f"has n_components={self.n_components}")
+        lik = self.module_.likelihood
+        X_hat = self._map_rows(Z, lambda z: lik.mean(self._decode(z)))
+        return X_hat.reshape(len(Z), *self.input_shape_)
+
+    def reconstruct(self, X: Any) -> np.ndarray:
+        """``inverse_transform(transform(X))``: decoder means at the codes of ``X``."""
+        return self.inverse_transform(self.transform(X))
+
+    def sample(self, n_samples: int = 1, random_state: Any = None) -> np.ndarray:
+        """Decoder means of ``n_samples`` draws from the prior, in the input's row shape.
+
+        ``random_state`` seeds the draws (a fresh seed when None).
+        """
+        check_is_fitted(self)
+        n = inference.check_n_samples(n_samples)
+        g = torch.Generator().manual_seed(seed(random_state))
+        self.module_.eval()
+        with torch.inference_mode():
+            z = self._sample_latent(n, g).to(self._device())                  # (n, k)
+            x = self.module_.likelihood.mean(self._decode(z)).float().cpu().numpy()
+        return x.reshape(n, *self.input_shape_)
+
+    def score_samples(self, X: Any) -> np.ndarray:
+        """log p(x) for each row, in nats (see the model's docstring for how it is estimated).
+
+        For a discrete likelihood, bits per dimension are ``-score_samples(X) / (D ln 2)``
+        (:func:`aekit.evaluation.bits_per_dim` says when they mean something).
+        """
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        self._check_support(X)
+        eps = self._eval_noise()
+        log_likelihood = self._log_likelihood
+        if self.compile:
+            log_likelihood = self.__dict__.setdefault(
+                "_compiled_log_likelihood", compiled(self._log_likelihood, "score_samples"))
+        return self._map_rows(X, lambda x: log_likelihood(x, eps), draws=len(eps))
+
+    def score(self, X: Any, y: Any = None) -> float:
+        """Mean log-likelihood of the rows of ``X`` in nats (larger is better)."""
+        return float(np.mean(self.score_samples(X)))
+
+    def elbo(self, X: Any) -> np.ndarray:
+        """The evidence lower bound on log p(x) for each row, in nats."""
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        self._check_support(X)
+        eps = self._eval_noise()
+        return self._map_rows(X, lambda x: self._elbo(x, eps), draws=len(eps))
+
+    def save(self, path: str) -> None:
+        """Write the fitted model to one safetensors file (weights + JSON metadata).
+
+        Read it back with :func:`aekit.load`; loading never unpickles anything.
+        """
+        persistence.save_model(self, path)
+
+    # ----------------------------------------------------- scikit-learn glue
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return "module_" in self.__dict__ and "n_iter_" in self.__dict__
+
+    @property
+    def _n_features_out(self) -> int:
+        return self.n_components
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        return tags
+
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        state.pop("_compiled_log_likelihood", None)     # a compiled function: rebuilt on use
+        return state

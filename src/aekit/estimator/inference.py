@@ -1,0 +1,72 @@
+"""How a fitted model computes on data: rows in chunks under inference mode and the
+model's precision, on arrays or on data streamed from disk, and the common evaluation
+noise. :class:`~aekit.estimator.BaseAutoencoder`'s public methods are built on these."""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from aekit.data import streaming
+from aekit.exceptions import InputError
+from aekit.runtime import autocast
+
+#: rough bytes one evaluation chunk may use; sets how many rows are scored at once.
+EVAL_MEMORY_BUDGET = 256 * 2**20
+#: the most rows one call of ``sample`` draws (a larger request is a mistake, not a job).
+MAX_SAMPLES = 10**8
+
+
+def bytes_per_row(est: Any, n_features: int, draws: int = 1) -> int:
+    """Rough bytes one row takes while evaluated with ``draws`` noise draws: the input, the
+    likelihood's parameters per feature (256 for ``categorical``), their log-probabilities
+    and the hidden activations, all float32."""
+    n_params = est.module_.likelihood.n_params if "module_" in vars(est) else 1
+    activations = sum(getattr(est, "hidden_layer_sizes", ()) or ()) + est.n_components
+    return 4 * draws * (n_features * (2 + 2 * n_params) + 2 * activations + 1)
+
+
+def rows_per_chunk(est: Any, n_features: int, draws: int = 1,
+                   budget: int = EVAL_MEMORY_BUDGET) -> int:
+    """How many rows fit in one evaluation chunk of ``budget`` bytes."""
+    return max(1, budget // bytes_per_row(est, n_features, draws))
+
+
+def map_rows(est: Any, X: Any, fn: Any, draws: int = 1,
+             others: tuple[np.ndarray, ...] = ()) -> np.ndarray:
+    """Apply ``fn(x, *others)`` to chunks of the rows of ``X`` under inference mode and
+    ``est``'s precision; concatenate as numpy. ``X`` is an array or a checked stream;
+    ``others`` are arrays aligned with ``X`` (e.g. labels), chunked alongside."""
+    chunk = min(len(X), rows_per_chunk(est, X.shape[1], draws)) or 1
+    device = next(est.module_.parameters()).device
+    est.module_.eval()
+    out, start = [], 0
+    with torch.inference_mode(), autocast(est.precision, device):
+        for rows in streaming.row_chunks(X, chunk):
+            x = torch.as_tensor(rows, device=device)
+            rest = [torch.as_tensor(o[start:start + len(x)], device=device) for o in others]
+            out.append(fn(x, *rest).float().cpu().numpy())
+            start += len(x)
+    return np.concatenate(out)
+
+
+def eval_noise(random_state: Any, n_draws: int, n_components: int,
+               device: torch.device) -> Tensor:
+    """Common random numbers ``(K, k)`` for evaluation, seeded by ``random_state`` (0 when
+    it is not an integer), so scores are reproducible and row-independent."""
+    seed = random_state if isinstance(random_state, numbers.Integral) else 0
+    g = torch.Generator().manual_seed(int(seed))
+    return torch.randn(n_draws, n_components, generator=g).to(device)
+
+
+def check_n_samples(n_samples: Any) -> int:
+    """``n_samples`` as a positive int, refused with a message otherwise."""
+    if (not isinstance(n_samples, numbers.Integral) or isinstance(n_samples, bool)
+            or n_samples < 1 or n_samples > MAX_SAMPLES):
+        raise InputError(f"n_samples must be an integer from 1 to {MAX_SAMPLES:.0e}; "
+                         f"got {n_samples!r}")
+    return int(n_samples)
