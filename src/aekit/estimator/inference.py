@@ -4,6 +4,7 @@ noise. :class:`~aekit.estimator.BaseAutoencoder`'s public methods are built on t
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any
 
@@ -17,23 +18,50 @@ from aekit.runtime import autocast
 
 #: rough bytes one evaluation chunk may use; sets how many rows are scored at once.
 EVAL_MEMORY_BUDGET = 256 * 2**20
+#: on a GPU, the most of its free memory one evaluation chunk may use (see
+#: :func:`device_budget`).
+EVAL_GPU_FRACTION = 0.25
 #: the most rows one call of ``sample`` draws (a larger request is a mistake, not a job).
 MAX_SAMPLES = 10**8
 
 
-def bytes_per_row(est: Any, n_features: int, draws: int = 1) -> int:
+def bytes_per_row(est: Any, n_features: int, draws: int = 1, *,
+                  n_params: int | None = None) -> int:
     """Rough bytes one row takes while evaluated with ``draws`` noise draws: the input, the
     likelihood's parameters per feature (256 for ``categorical``), their log-probabilities
-    and the hidden activations, all float32."""
-    n_params = est.module_.likelihood.n_params if "module_" in vars(est) else 1
+    and the hidden activations, all float32.
+
+    ``n_params`` overrides the decoder outputs per feature each (row, draw) pair holds:
+    1 where the rows are scored against parameters decoded once for all of them (VQ-VAE's
+    codebook), which then hold only log-probabilities and their temporaries.
+    """
+    if n_params is None:
+        n_params = est.module_.likelihood.n_params if "module_" in vars(est) else 1
     activations = sum(getattr(est, "hidden_layer_sizes", ()) or ()) + est.n_components
     return 4 * draws * (n_features * (2 + 2 * n_params) + 2 * activations + 1)
 
 
+def device_budget(device: torch.device | None, budget: int = EVAL_MEMORY_BUDGET) -> int:
+    """``budget`` bytes, on a CUDA device at most :data:`EVAL_GPU_FRACTION` of the memory
+    free there (what the driver reports free, plus what torch's allocator holds unused):
+    a chunk sized for the host must not exhaust a smaller or busier GPU."""
+    if device is None or torch.device(device).type != "cuda":
+        return budget
+    free, _ = torch.cuda.mem_get_info(device)
+    free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    return max(1, min(budget, int(free * EVAL_GPU_FRACTION)))
+
+
 def rows_per_chunk(est: Any, n_features: int, draws: int = 1,
-                   budget: int = EVAL_MEMORY_BUDGET) -> int:
-    """How many rows fit in one evaluation chunk of ``budget`` bytes."""
-    return max(1, budget // bytes_per_row(est, n_features, draws))
+                   budget: int = EVAL_MEMORY_BUDGET, *, n_params: int | None = None,
+                   device: torch.device | None = None) -> int:
+    """How many rows fit in one evaluation chunk of ``budget`` bytes (see
+    :func:`bytes_per_row`), the budget capped by the free memory of ``device`` on a GPU
+    (:func:`device_budget`; by default the device of a fitted ``est``'s weights)."""
+    if device is None and "module_" in vars(est):
+        device = next(est.module_.parameters()).device
+    budget = device_budget(device, budget)
+    return max(1, budget // bytes_per_row(est, n_features, draws, n_params=n_params))
 
 
 def map_rows(est: Any, X: Any, fn: Any, draws: int = 1,
@@ -41,7 +69,10 @@ def map_rows(est: Any, X: Any, fn: Any, draws: int = 1,
     """Apply ``fn(x, *others)`` to chunks of the rows of ``X`` under inference mode and
     ``est``'s precision; concatenate as numpy. ``X`` is an array or a checked stream;
     ``others`` are arrays aligned with ``X`` (e.g. labels), chunked alongside."""
-    chunk = min(len(X), rows_per_chunk(est, X.shape[1], draws)) or 1
+    # rows of codes (inverse_transform) are narrow, but each is decoded to a full row of
+    # the likelihood's parameters: size the chunks by the data's width, not the input's
+    n_features = max(X.shape[1], math.prod(getattr(est, "input_shape_", ())))
+    chunk = min(len(X), rows_per_chunk(est, n_features, draws)) or 1
     device = next(est.module_.parameters()).device
     est.module_.eval()
     out, start = [], 0

@@ -29,8 +29,8 @@ from torch.distributions import Categorical
 
 from aekit._registry import register
 from aekit.estimator import BaseAutoencoder
-from aekit.estimator.inference import EVAL_MEMORY_BUDGET
-from aekit.training import FitContext, LossTerms
+from aekit.estimator.inference import EVAL_MEMORY_BUDGET, rows_per_chunk
+from aekit.training import FitContext, LossTerms, distributed
 
 #: Laplace smoothing of the EMA code counts, so a code with no recent use keeps a finite
 #: codebook vector (Sonnet's VectorQuantizerEMA uses the same epsilon).
@@ -166,24 +166,49 @@ class VQVAE(BaseAutoencoder):
         m.ema_count.fill_(1.0)
 
     @torch.no_grad()
-    def _update_codebook(self, z_e: Tensor, codes: Tensor, ctx: FitContext) -> None:
-        """Moving averages of the paper's appendix, then reset of dead codes."""
-        m, decay = self.module_, self.ema_decay
-        one_hot = nn.functional.one_hot(codes, self.codebook_size).float()    # (B, C)
+    def _update_codebook(self, z_e: Tensor, one_hot: Tensor, finite: Tensor,
+                         ctx: FitContext) -> None:
+        """Moving averages of the paper's appendix, then reset of dead codes.
+
+        No host-device synchronisation: where the loss is not ``finite`` (a 0-d bool
+        tensor) every buffer keeps its value through ``torch.where``, and each code draws
+        a replacement row every step, used only where the code is dead. Under DDP the
+        counts and sums of every rank's share of the minibatch are summed in one
+        all-reduce (so the codebook follows the global minibatch, the same on every rank)
+        and the replacement rows are rank 0's.
+        """
+        m, decay, world = self.module_, self.ema_decay, ctx.world
+        c, k = one_hot.shape[1], z_e.shape[1]
+        g = ctx.generator
         with torch.autocast(z_e.device.type, enabled=False):   # sums stay float32
-            sums = one_hot.T @ z_e.float()                                    # (C, k)
-        m.ema_count.mul_(decay).add_(one_hot.sum(0), alpha=1 - decay)        # (C,)
-        m.ema_sum.mul_(decay).add_(sums, alpha=1 - decay)                     # (C, k)
-        n = m.ema_count.sum()
-        count = (m.ema_count + EMA_EPSILON) / (n + self.codebook_size * EMA_EPSILON) * n
-        m.codebook.copy_(m.ema_sum / count[:, None])                          # (C, k)
-        dead = (m.ema_count < self.dead_code_threshold).nonzero().squeeze(1)  # (n_dead,)
-        if len(dead):
-            g = ctx.generator
-            rows = torch.randint(len(z_e), (len(dead),), generator=g, device=g.device)
-            m.codebook[dead] = z_e[rows]
-            m.ema_sum[dead] = z_e[rows]
-            m.ema_count[dead] = 1.0
+            z = z_e.float()
+            sums = one_hot.T @ z                                              # (C, k)
+            rows = torch.randint(len(z), (c,), generator=g, device=g.device)  # (C,)
+            candidates = z[rows]                                              # (C, k)
+            if world.size > 1:
+                # a rank whose share is only a stand-in row (weight 0) adds nothing
+                share = float(ctx.ddp is None or ctx.ddp.module.weight > 0)
+                packed = torch.cat([one_hot.sum(0) * share, sums.reshape(-1) * share,
+                                    candidates.reshape(-1) * float(world.rank == 0),
+                                    (~finite).float().reshape(1)])
+                packed = distributed.all_reduce_(packed, world)
+                counts, sums = packed[:c], packed[c:c + c * k].reshape(c, k)
+                candidates = packed[c + c * k:c + 2 * c * k].reshape(c, k)
+                finite = packed[-1] == 0
+            else:
+                counts = one_hot.sum(0)                                       # (C,)
+            ema_count = (m.ema_count * decay).add_(counts, alpha=1 - decay)  # (C,)
+            ema_sum = (m.ema_sum * decay).add_(sums, alpha=1 - decay)        # (C, k)
+            n = ema_count.sum()
+            count = (ema_count + EMA_EPSILON) / (n + self.codebook_size * EMA_EPSILON) * n
+            codebook = ema_sum / count[:, None]                               # (C, k)
+            dead = (ema_count < self.dead_code_threshold)[:, None]            # (C, 1)
+            codebook = torch.where(dead, candidates, codebook)
+            ema_sum = torch.where(dead, candidates, ema_sum)
+            ema_count = torch.where(dead[:, 0], 1.0, ema_count)
+            m.ema_count.copy_(torch.where(finite, ema_count, m.ema_count))
+            m.ema_sum.copy_(torch.where(finite, ema_sum, m.ema_sum))
+            m.codebook.copy_(torch.where(finite, codebook, m.codebook))
 
     def _loss(self, x: Tensor, y: Tensor | None, ctx: FitContext) -> LossTerms:
         z_e = self.module_.encoder(x).float()                                 # (B, k)
@@ -193,11 +218,13 @@ class VQVAE(BaseAutoencoder):
         recon = -self._decode(z).log_prob(x)                                  # (B,)
         commitment = (z_e - z_q).pow(2).sum(-1)                               # (B,)
         total = (recon + self.commitment_cost * commitment).mean()
-        usage = torch.bincount(codes, minlength=self.codebook_size).float()   # (C,)
-        perplexity = Categorical(probs=usage / len(x), validate_args=False).entropy().exp()
+        # an elementwise one-hot: no bincount or one_hot, which read the codes back
+        one_hot = (codes[:, None] == torch.arange(self.codebook_size, device=codes.device)
+                   ).float()                                                  # (B, C)
+        perplexity = Categorical(probs=one_hot.mean(0), validate_args=False).entropy().exp()
         # EMA only while training, and never after a non-finite loss (no update then)
-        if self.module_.training and torch.isfinite(total):
-            self._update_codebook(z_e.detach(), codes, ctx)
+        if self.module_.training:
+            self._update_codebook(z_e.detach(), one_hot, torch.isfinite(total.detach()), ctx)
         return LossTerms(total, {"recon": recon.mean(), "commitment": commitment.mean(),
                                  "perplexity": perplexity})
 
@@ -229,13 +256,23 @@ class VQVAE(BaseAutoencoder):
         return self.module_.codebook.cpu()[codes]                             # (n, k)
 
     def _log_joint(self, x: Tensor) -> Tensor:
-        """log pi_c + log p(x | e_c) for every row and every code: ``(B, C)``."""
-        p_x = self._decode(self.module_.codebook)                   # batch (C,), event (D,)
-        per_row = 4 * 3 * self.codebook_size * x.shape[1] * self.module_.likelihood.n_params
-        chunk = max(1, EVAL_MEMORY_BUDGET // per_row)
-        log_px = torch.cat([p_x.log_prob(x[i:i + chunk, None, :])           # (b, C)
-                            for i in range(0, len(x), chunk)])
-        return log_px + self.module_.log_prior                                # (B, C)
+        """log pi_c + log p(x | e_c) for every row and every code: ``(B, C)``.
+
+        Codes are decoded a chunk at a time (a code holds what a decoded row does, e.g.
+        256 logits per feature for "categorical"), and the rows are scored against each
+        decoded chunk a chunk at a time; each (row, code) pair then holds only
+        log-probabilities, the decoded parameters being shared. Both are sized with
+        :func:`~aekit.estimator.inference.rows_per_chunk`, half the budget each.
+        """
+        n_features, half = x.shape[1], EVAL_MEMORY_BUDGET // 2
+        n_codes = min(self.codebook_size, rows_per_chunk(self, n_features, budget=half))
+        rows = rows_per_chunk(self, n_features, n_codes, half, n_params=1)
+        log_px = []
+        for c in range(0, self.codebook_size, n_codes):
+            p_x = self._decode(self.module_.codebook[c:c + n_codes])    # batch (c,), event (D,)
+            log_px.append(torch.cat([p_x.log_prob(x[i:i + rows, None, :])      # (b, c)
+                                     for i in range(0, len(x), rows)]))
+        return torch.cat(log_px, dim=1) + self.module_.log_prior              # (B, C)
 
     def _log_likelihood(self, x: Tensor, eps: Tensor) -> Tensor:
         return torch.logsumexp(self._log_joint(x), dim=1)                     # (B,)
