@@ -34,6 +34,31 @@ def test_on_nan_raise_raises_at_the_step():
         aekit.AE(on_nan="raise", **SMALL).fit(X)
 
 
+def test_an_epoch_that_skipped_most_minibatches_is_not_a_good_epoch(digits):
+    X, _ = digits
+    X = X[:384].copy()
+    X[::24] = 1e19         # 16 poisoned rows: most minibatches (not all) hold one
+    model = aekit.AE(on_nan="skip_batch", **{**SMALL, "max_iter": 3, "batch_size": 32})
+    with pytest.warns(ConvergenceWarning, match="minibatches skipped for non-finite losses"):
+        model.fit(X)
+    assert model.n_iter_ == 0 and model.history_ == {}      # no epoch counted as good
+    assert all(np.isfinite(p.detach().numpy()).all() for p in model.module_.parameters())
+    assert np.isfinite(model.score_samples(digits[0][:10])).all()
+
+
+@pytest.mark.parametrize("name", ["ae", "denoising_ae", "wae_mmd"])
+def test_restore_on_data_too_large_for_float32_ends_in_a_clean_refusal(name):
+    """Finite but huge data: training stops and restores, and then no code distribution can
+    be fitted; the fit fails with a message instead of a linear-algebra traceback."""
+    X = np.random.default_rng(0).random((64, 6)).astype(np.float32) * 3e38
+    model = aekit.get_model(name, **SMALL)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        with pytest.raises(aekit.DivergenceError, match="standardise the features"):
+            model.fit(X)
+    assert not hasattr(model, "n_iter_")
+
+
 def test_on_nan_skip_batch_skips_only_the_bad_minibatches(digits):
     X, _ = digits
     X = X[:256].copy()

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from aekit._registry import Registry
+from aekit.data.sources.source import LABEL_COLUMNS
 from aekit.exceptions import InputError
 from aekit.runtime import atomic_write
 
@@ -298,7 +299,6 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     return np.frombuffer(data, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
 
 
-_LABEL_COLUMNS = ("label", "labels", "y", "target", "class")
 
 
 def read_file(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
@@ -373,7 +373,7 @@ def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     except ValueError as exc:
         raise InputError(f"{str(path)!r} has a non-numeric value ({exc}); aekit reads "
                          "numeric CSV columns (plus an optional header)") from None
-    label = next((header.index(c) for c in _LABEL_COLUMNS if header and c in header), None)
+    label = next((header.index(c) for c in LABEL_COLUMNS if header and c in header), None)
     if label is None:
         return data.astype(np.float32), None
     y = data[:, label].astype(np.int64)

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from aekit._registry import register
 from aekit.estimator import BaseAutoencoder
-from aekit.training import FitContext, LossTerms
+from aekit.training import DivergenceError, FitContext, LossTerms
 
 
 @register("ae")
@@ -91,6 +91,12 @@ class AE(BaseAutoencoder):
             mean += delta * m / (n + m)
             scatter += centred.T @ centred + torch.outer(delta, delta) * n * m / (n + m)
             n += m
+        if not (torch.isfinite(mean).all() and torch.isfinite(scatter).all()):
+            raise DivergenceError(
+                f"{type(self).__name__}: the codes of the training rows are not finite, so "
+                "no code distribution (for sample) can be fitted; the data's scale "
+                "overflows the network in float32: standardise the features or scale them "
+                "to [0, 1]")
         cov = scatter / max(n - 1, 1)                                         # (k, k)
         jitter = 1e-6 * cov.diagonal().mean().clamp_min(1e-12)
         eye = torch.eye(k, device=cov.device, dtype=cov.dtype)

@@ -27,12 +27,18 @@ from sklearn.exceptions import ConvergenceWarning
 from torch import Tensor
 
 from aekit.data.sources import Source
-from aekit.data.streaming import StreamedRows, iter_batches
+from aekit.data.streaming import RowView, StreamedRows, iter_batches
 from aekit.exceptions import InputError
 from aekit.runtime import Precision, compiled, flush_denormal
 from aekit.training import distributed
-from aekit.training.checkpoint import LoopState, load_checkpoint, save_checkpoint
+from aekit.training.checkpoint import (
+    LoopState,
+    data_fingerprint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from aekit.training.context import DivergenceError, FitContext
+from aekit.training.step import step_is_finite
 
 ON_NAN = ("restore", "raise", "skip_batch")
 
@@ -75,13 +81,19 @@ def fit_model(est: Any, data: Any, targets: Any, *, device: torch.device,
         x = StreamedRows(data, device, budget // (3 * data.row_bytes))
         x.sha256 = fingerprint
     else:
-        x = torch.as_tensor(np.ascontiguousarray(data), device=device)
+        rows = np.ascontiguousarray(data)
+        x = torch.as_tensor(rows, device=device)
+        if checkpoint_dir is not None:      # once per fit, from the host rows
+            data_fingerprint(x, host=rows)
     if world.size > 1:
         from torch.nn.parallel import DistributedDataParallel
 
         device_ids = [device] if device.type == "cuda" else None
+        # no broadcast of buffers from rank 0 before every forward: it would overwrite
+        # what a model's step keeps in buffers (VQ-VAE's EMA codebook, which all-reduces
+        # its statistics so every rank holds the same one) with rank 0's alone
         ctx.ddp = DistributedDataParallel(distributed.LossModule(est.module_, ctx),
-                                          device_ids=device_ids)
+                                          device_ids=device_ids, broadcast_buffers=False)
     y = est._labels_tensor(targets, x.shape[0], device)
     with flush_denormal(est.flush_denormal and device.type == "cpu"):
         # what _pretrain draws must be the same on every rank: the shared order stream
@@ -110,7 +122,9 @@ def statistics_rows(est: Any, x: Any, ctx: FitContext) -> Any:
 
 
 def _split(est: Any, x: Any, y: Tensor | None, generator: torch.Generator):
-    """Hold out ``validation_fraction`` of the rows when early stopping is on."""
+    """Hold out ``validation_fraction`` of the rows when early stopping is on: views of
+    ``x`` (:class:`~aekit.data.streaming.RowView`, or a stream's subsets), so the data are
+    held once; only dynamically binarized validation rows are a copy (binarized once)."""
     if not est.early_stopping:
         return x, y, None, None
     n = x.shape[0]
@@ -129,10 +143,12 @@ def _split(est: Any, x: Any, y: Tensor | None, generator: torch.Generator):
             x_val.binarize_seed = int(torch.randint(2**31 - 1, (1,), generator=generator,
                                                     device=generator.device))
         return x_tr, y_tr, x_val, y_va
-    x_val = x[va]
+    # views of the rows, gathered a minibatch or chunk at a time: the device holds the
+    # data once, not once more as training and validation copies
+    x_val = RowView(x, va)
     if est.binarize == "dynamic":               # validation rows: binarized once
-        x_val = torch.bernoulli(x_val, generator=generator)
-    return x[tr], y_tr, x_val, y_va
+        x_val = torch.bernoulli(x_val.rows(), generator=generator)
+    return RowView(x, tr), y_tr, x_val, y_va
 
 
 def _steps(est: Any, perm: Tensor, world: distributed.World
@@ -177,7 +193,9 @@ def _train_epoch(est: Any, x: Any, y: Tensor | None, optimizer: Any, ctx: FitCon
             if est.binarize == "dynamic":       # fresh binary pixels every epoch
                 xb = torch.bernoulli(xb, generator=ctx.generator)
             terms = est._train_step(xb, None if y is None else y[idx.to(y.device)], optimizer, ctx)
-            if not torch.isfinite(terms["loss"]):
+            # the step's one flag (one host-device sync per step); the sums below stay on
+            # the device until the epoch ends
+            if not step_is_finite(terms, world):
                 bad = (step, float(terms["loss"]))
                 if est.on_nan != "skip_batch":
                     return {}, bad
@@ -189,8 +207,8 @@ def _train_epoch(est: Any, x: Any, y: Tensor | None, optimizer: Any, ctx: FitCon
     finally:
         if hasattr(batches, "close"):
             batches.close()                     # stops the reading thread of a stream
-    totals = distributed.all_reduce_sums({"_seen": seen, **{k: float(v) for k, v in sums.items()}},
-                                         world)
+    # read back once per epoch: every term's sum in one transfer (and one all-reduce)
+    totals = distributed.all_reduce_sums({"_seen": seen, **sums}, world)
     seen = int(totals.pop("_seen"))
     if seen == 0:
         return {}, bad
@@ -211,6 +229,20 @@ def _evaluate(est: Any, x: Tensor, y: Tensor | None, ctx: FitContext) -> dict[st
         for name, value in {"loss": out.total, **out.terms}.items():
             sums[name] = sums.get(name, 0.0) + float(value) * len(xb)
     return {name: total / n for name, total in sums.items()}
+
+
+def _unusable_epoch(est: Any, row: dict[str, float], n_rows: int) -> tuple[str, float] | None:
+    """``(what went wrong, the loss)`` for an epoch that went through but must not count
+    as good: one that skipped most of its minibatches (``on_nan="skip_batch"``), or that
+    left non-finite weights; None for a good epoch."""
+    n_steps = math.ceil(n_rows / min(est.batch_size, n_rows))
+    skipped = row.get("skipped_batches", 0.0)
+    if skipped > n_steps / 2:
+        return (f"{int(skipped)} of {n_steps} minibatches skipped for non-finite losses",
+                row.get("loss", math.nan))
+    if not all(bool(torch.isfinite(p).all()) for p in est.module_.parameters()):
+        return "the weights became non-finite", row.get("loss", math.nan)
+    return None
 
 
 def _progress(est: Any, world: distributed.World):
@@ -286,16 +318,18 @@ def fit_loop(est: Any, x: Tensor | StreamedRows, y: Tensor | None, ctx: FitConte
             epoch, start = state.epoch + 1, time.perf_counter()
             ctx.epoch = epoch
             est.module_.train()
-            row, bad = _train_epoch(est, x_train, y_train, configured, ctx)
+            row, failed_step = _train_epoch(est, x_train, y_train, configured, ctx)
+            bad = None if failed_step is None else (f"step {failed_step[0]}", failed_step[1])
+            if bad is None:
+                bad = _unusable_epoch(est, row, len(x_train))
             if bad is None and x_val is not None:
                 est.module_.eval()
                 val = distributed.all_reduce_sums(_evaluate(est, x_val, y_val, ctx), world)
                 row.update({f"val_{k}": v / world.size for k, v in val.items()})
                 if not math.isfinite(row["val_loss"]):
-                    bad = (0, row["val_loss"])
+                    bad = ("on the validation rows", row["val_loss"])
             if bad is not None:
-                where = f"step {bad[0]}" if bad[0] else "on the validation rows"
-                message = _divergence_message(est, epoch, where, bad[1])
+                message = _divergence_message(est, epoch, *bad)
                 if est.on_nan == "raise":
                     raise DivergenceError(message)
                 est.module_.load_state_dict(last_good)

@@ -40,14 +40,6 @@ from typing import Any
 
 import numpy as np
 
-from aekit.data.sources.base import (
-    DEFAULT_MEMORY_FRACTION,
-    Flattened,
-    RowRange,
-    Source,
-    as_float32,
-    memory_budget,
-)
 from aekit.data.sources.batches import BatchSource
 from aekit.data.sources.files import (
     IMAGE_SUFFIXES,
@@ -55,6 +47,14 @@ from aekit.data.sources.files import (
     ImageFolderSource,
     NpySource,
     ParquetSource,
+)
+from aekit.data.sources.source import (
+    DEFAULT_MEMORY_FRACTION,
+    Flattened,
+    RowRange,
+    Source,
+    as_float32,
+    memory_budget,
 )
 from aekit.exceptions import InputError
 

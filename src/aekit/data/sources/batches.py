@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from aekit.data.sources.base import Source, as_float32
+from aekit.data.sources.source import Source, as_float32
 from aekit.exceptions import InputError
 
 

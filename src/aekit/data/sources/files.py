@@ -10,13 +10,12 @@ from typing import Any
 
 import numpy as np
 
-from aekit.data.sources.base import Source, as_float32
+from aekit.data.sources.source import LABEL_COLUMNS, Source, as_float32
 from aekit.exceptions import InputError
 
 #: bytes a block of a ``.npy`` file holds when read sequentially.
 NPY_BLOCK_BYTES = 8 * 2**20
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-_LABEL_COLUMNS = ("label", "labels", "y", "target", "class")
 
 
 class NpySource(Source):
@@ -158,7 +157,7 @@ class ParquetSource(Source):
             if pf.schema_arrow != schema:
                 raise InputError(f"{str(f)!r} has another schema than {str(files[0])!r}")
         names = list(schema.names)
-        self.label_column = next((c for c in names if c.lower() in _LABEL_COLUMNS), None)
+        self.label_column = next((c for c in names if c.lower() in LABEL_COLUMNS), None)
         if columns is None:
             columns = [c for c in names if c != self.label_column]
         missing = [c for c in columns if c not in names]

@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 import os
 import re
+import stat
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 
@@ -13,6 +15,9 @@ from aekit.exceptions import InputError
 
 #: fraction of the machine's memory used when no memory budget is given.
 DEFAULT_MEMORY_FRACTION = 0.25
+
+#: column names read as labels (not features) in tables: CSV headers, Parquet columns
+LABEL_COLUMNS = ("label", "labels", "y", "target", "class")
 
 
 def memory_budget(value: int | str | None = None) -> int:
@@ -37,6 +42,28 @@ def memory_budget(value: int | str | None = None) -> int:
     if budget < 1:
         raise InputError(f"memory budget must be positive; got {value!r}")
     return budget
+
+
+def check_file(path: str | os.PathLike, what: str = "data file") -> Path:
+    """``path`` as a Path, after checking it is a regular file (through symlinks): a missing
+    file is a ``FileNotFoundError`` saying so, anything else (a folder, a device such as
+    ``/dev/zero``, a pipe) an :class:`InputError` saying what it is."""
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        link = f" (a symlink to {os.readlink(path)!r}, which does not exist)" \
+            if path.is_symlink() else ""
+        raise FileNotFoundError(f"{what} {str(path)!r} does not exist{link}") from None
+    if not stat.S_ISREG(mode):
+        kinds = {stat.S_IFDIR: "a folder", stat.S_IFCHR: "a character device",
+                 stat.S_IFBLK: "a block device", stat.S_IFIFO: "a pipe",
+                 stat.S_IFSOCK: "a socket"}
+        kind = kinds.get(stat.S_IFMT(mode), "not a regular file")
+        via = f", through the symlink to {os.path.realpath(path)!r}" if path.is_symlink() else ""
+        raise InputError(f"{what} {str(path)!r} is {kind}{via}, not a regular file; "
+                         "give the path of a file")
+    return path
 
 
 def as_float32(block: np.ndarray) -> np.ndarray:
