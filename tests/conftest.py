@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +12,42 @@ torch.set_num_threads(1)
 
 #: small networks and few epochs: the tests check behaviour, not quality.
 SMALL = dict(hidden_layer_sizes=(32,), max_iter=5, batch_size=64, random_state=0)
+
+
+#: whether this machine has a usable GPU, asked before the suite hides it (the driver reads
+#: CUDA_VISIBLE_DEVICES once, at this first call)
+CUDA = torch.cuda.is_available()
+_VISIBLE = os.environ.get("CUDA_VISIBLE_DEVICES")
+_IS_AVAILABLE = torch.cuda.is_available
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cuda: runs on a CUDA GPU (tests/test_cuda.py); every "
+                            "other test runs as on a machine without one")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _a_machine_without_cuda():
+    """The suite runs on the CPU even on a GPU machine: ``device="auto"`` would otherwise
+    put every model on CUDA, where tests that hand fitted models CPU tensors or
+    generators fail. The tests see a machine without CUDA, in this process
+    (``torch.cuda.is_available()``, so "auto" is the CPU) and in the processes they start
+    (CLI, torchrun: ``CUDA_VISIBLE_DEVICES`` empty); session-wide, so that session
+    fixtures (``fitted_vae``) are fitted on the CPU too. Tests marked ``cuda`` see the GPU."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch.cuda, "is_available", lambda: False)
+        mp.setenv("CUDA_VISIBLE_DEVICES", "")
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _the_gpu_for_cuda_tests(request, monkeypatch):
+    if request.node.get_closest_marker("cuda") is not None:
+        monkeypatch.setattr(torch.cuda, "is_available", _IS_AVAILABLE)
+        if _VISIBLE is None:
+            monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+        else:
+            monkeypatch.setenv("CUDA_VISIBLE_DEVICES", _VISIBLE)
 
 
 def weights(model):

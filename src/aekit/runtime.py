@@ -281,6 +281,57 @@ def on_every_thread(fn: Callable[[], None]) -> None:
         raise errors[0]
 
 
+#: cuBLAS's workspace setting for reproducible matrix products (CUDA >= 10.2; see
+#: https://docs.nvidia.com/cuda/cublas/#results-reproducibility)
+CUBLAS_WORKSPACE_CONFIG = ":4096:8"
+
+
+@contextlib.contextmanager
+def deterministic_algorithms(enabled: bool = True) -> Iterator[None]:
+    """Deterministic kernels while the block runs, then every previous setting back.
+
+    With ``enabled``: ``torch.use_deterministic_algorithms(True)`` (an operation without a
+    deterministic implementation raises instead of running), ``CUBLAS_WORKSPACE_CONFIG``
+    (when not already set to a reproducible value), ``cudnn.deterministic = True`` and
+    ``cudnn.benchmark = False`` (no autotuner choosing algorithms by timing). What this
+    buys on a GPU: a run and its resumption give the same bits, as on the CPU. It costs
+    speed, and TF32 stays as it is (deterministic, but not float32: see the README's
+    "Scaling out"). With ``enabled=False`` nothing is changed.
+
+    cuBLAS reads its workspace setting when it first runs in a process: for a guarantee,
+    set ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` in the environment before the process starts
+    (this sets it only when missing, which satisfies torch's check).
+
+    Examples
+    --------
+    >>> with deterministic_algorithms():
+    ...     torch.are_deterministic_algorithms_enabled()
+    True
+    >>> torch.are_deterministic_algorithms_enabled()
+    False
+    """
+    if not enabled:
+        yield
+        return
+    cudnn = torch.backends.cudnn
+    before = (torch.are_deterministic_algorithms_enabled(),
+              torch.is_deterministic_algorithms_warn_only_enabled(),
+              cudnn.deterministic, cudnn.benchmark, os.environ.get("CUBLAS_WORKSPACE_CONFIG"))
+    if before[4] not in (":4096:8", ":16:8"):
+        os.environ["CUBLAS_WORKSPACE_CONFIG"] = CUBLAS_WORKSPACE_CONFIG
+    torch.use_deterministic_algorithms(True)
+    cudnn.deterministic, cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        cudnn.deterministic, cudnn.benchmark = before[2], before[3]
+        if before[4] is None:
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+        else:
+            os.environ["CUBLAS_WORKSPACE_CONFIG"] = before[4]
+
+
 # ------------------------------------------------------------------------------- files
 
 

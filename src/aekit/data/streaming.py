@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
+from torch.utils._pytree import tree_map
 
 from aekit.data.sources import Source, memory_budget, open_source
 from aekit.exceptions import InputError
@@ -219,7 +220,15 @@ class StreamedRows:
         return torch.from_numpy(np.concatenate(parts)).to(device)
 
     def batches(self, indices: list[Tensor]) -> Iterator[Tensor]:
-        """The rows of each index tensor, read ahead on a background thread."""
+        """The rows of each index tensor, read ahead on a background thread.
+
+        The indices (device tensors: slices of the epoch's permutation) come to the host
+        together, in one transfer per epoch, before the thread starts; the thread never
+        touches the device."""
+        sizes = [len(idx) for idx in indices]
+        flat = (torch.cat([idx.reshape(-1) for idx in indices]).cpu().numpy() if indices
+                else np.empty(0, np.int64))
+        host = np.split(flat, np.cumsum(sizes)[:-1]) if indices else []
         items: queue.Queue = queue.Queue(maxsize=PREFETCH)
         stop = threading.Event()
         pin = self.device.type == "cuda"
@@ -235,8 +244,8 @@ class StreamedRows:
 
         def work() -> None:
             try:
-                for idx in indices:
-                    x = torch.from_numpy(self.take(idx.cpu().numpy()))
+                for rows in host:
+                    x = torch.from_numpy(self.take(rows))
                     if not put(x.pin_memory() if pin else x):
                         return
             except BaseException as exc:        # re-raised in the training thread
@@ -253,6 +262,53 @@ class StreamedRows:
         finally:
             stop.set()
             thread.join()
+
+
+class RowView:
+    """Rows ``base[index]`` of a tensor, gathered when used: e.g. the training part of a
+    validation split, which then costs no second copy of the data on the device.
+
+    Used like the tensor it stands for (what the loop and the model hooks use of the
+    training rows: ``len``, ``shape``, ``device``, ``dtype``, ``x[a:b]`` and ``x[idx]``
+    return the gathered rows); a torch function given it (e.g. ``torch.bernoulli``)
+    gets the gathered rows, :meth:`rows`.
+    """
+
+    def __init__(self, base: Tensor, index: Tensor) -> None:
+        self.base, self.index = base, index.to(base.device)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def shape(self) -> torch.Size:
+        return torch.Size((len(self.index), *self.base.shape[1:]))
+
+    @property
+    def device(self) -> torch.device:
+        return self.base.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.base.dtype
+
+    def __getitem__(self, key: Any) -> Tensor:
+        if isinstance(key, Tensor):
+            key = key.to(self.index.device)
+        return self.base[self.index[key]]
+
+    def rows(self) -> Tensor:
+        """All the rows, gathered (a copy)."""
+        return self.base[self.index]
+
+    @classmethod
+    def __torch_function__(cls, func: Any, types: Any, args: Any = (), kwargs: Any = None
+                           ) -> Any:
+        def gather(a: Any) -> Any:
+            return a.rows() if isinstance(a, RowView) else a
+
+        args, kwargs = tree_map(gather, (tuple(args), dict(kwargs or {})))
+        return func(*args, **kwargs)
 
 
 def iter_batches(x: Any, indices: list[Tensor]) -> Iterator[Tensor]:

@@ -26,6 +26,8 @@ from aekit.exceptions import InputError
 from aekit.models.ae import AE
 from aekit.nn import mlp
 from aekit.training import FitContext, LossTerms, default_optimizer
+from aekit.training.distributed import all_finite
+from aekit.training.step import StepTerms
 
 PRIORS = ("normal", "mixture", "swiss_roll")
 #: the "mixture" prior: 10 Gaussians with means on a circle of this radius, stretched
@@ -197,16 +199,17 @@ class AAE(AE):
         with ctx.precision.autocast():
             loss, d_loss, terms = self._objectives(x, ctx)
         out = {"loss": loss.detach(), **{k: v.detach() for k, v in terms.items()}}
-        if not torch.isfinite(loss + d_loss):
+        # one flag for the step, read once (the loop uses it too)
+        if not all_finite(loss.detach() + d_loss.detach(), ctx.world):
             # no update at all; the sum reports whichever of the two is non-finite
             out["loss"] = (loss + d_loss).detach()
-            return out
+            return StepTerms(out, finite=False)
         for objective, opt in ((loss, autoencoder_opt), (d_loss, discriminator_opt)):
             # also drops the generator term's gradient on the discriminator's weights
             opt.zero_grad(set_to_none=True)
             ctx.precision.backward_step(objective, opt)
         ctx.precision.update()
-        return out
+        return StepTerms(out, finite=True)
 
     def _sample_latent(self, n_samples: int, generator: torch.Generator) -> Tensor:
         return prior_draws(self.prior, n_samples, self.n_components, generator)

@@ -50,12 +50,32 @@ class LoopState:
 PERMUTATION = "permutation"
 
 
-def data_fingerprint(x: Any) -> str:
+#: the attribute a tensor keeps its digest in: ``(version counter, hex digest)``
+_DIGEST = "_aekit_sha256"
+
+
+def data_fingerprint(x: Any, host: np.ndarray | None = None) -> str:
     """SHA-256 of the training rows as float32 (a device tensor, or streamed rows): a
-    resumed run must see exactly the same data."""
+    resumed run must see exactly the same data.
+
+    A tensor's digest is computed once and kept on it (until an in-place change bumps its
+    version counter), so the checkpoints of one fit do not each copy the whole data set
+    back from the GPU; ``host``, the same rows as a host array (what the tensor was made
+    from), gives the digest without any copy from the device."""
     if hasattr(x, "fingerprint"):
         return x.fingerprint()
-    return hashlib.sha256(x.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
+    try:
+        version = x._version
+    except (AttributeError, RuntimeError):      # an inference tensor keeps no version
+        version = None
+    cached = getattr(x, _DIGEST, None)
+    if cached is not None and version is not None and cached[0] == version:
+        return cached[1]
+    rows = x.detach().cpu().contiguous().numpy() if host is None else host
+    digest = hashlib.sha256(np.ascontiguousarray(rows).tobytes()).hexdigest()
+    if version is not None:
+        setattr(x, _DIGEST, (version, digest))
+    return digest
 
 
 def _run_identity(est: Any, x: Any, y: torch.Tensor | None) -> dict[str, Any]:

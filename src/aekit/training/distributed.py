@@ -2,7 +2,10 @@
 
 Launch ``torchrun --nproc_per_node=N -m aekit fit ...`` or call ``fit`` inside your own
 ``torchrun`` script: when ``WORLD_SIZE`` > 1 and no process group exists yet, aekit
-creates one (NCCL with CUDA, gloo on CPU). Every rank holds the whole array (or streams
+creates one: gloo on CPU; with CUDA both, ``"cpu:gloo,cuda:nccl"`` (each collective goes to
+the backend of its tensors' device: NCCL for the gradients, gloo for the few host numbers
+and generator states), after :func:`torch.cuda.set_device` has given each process the GPU
+of its ``LOCAL_RANK`` (:func:`local_device`). Every rank holds the whole array (or streams
 it) and draws the same permutation each epoch from a generator all ranks share, while the
 model's noise comes from a generator of each rank's own; rank r trains on rows
 ``batch[r::world]`` of every global minibatch, so ``batch_size`` stays the global batch
@@ -26,7 +29,12 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from aekit.data.sources import RowRange, Source
+from aekit.exceptions import InputError
 from aekit.runtime import resolve_device
+
+#: the process group aekit creates when training on CUDA: NCCL for CUDA tensors, gloo for
+#: CPU tensors (generator states, epoch sums), chosen per collective by the tensors' device
+CUDA_BACKEND = "cpu:gloo,cuda:nccl"
 
 
 @dataclass(frozen=True)
@@ -46,7 +54,12 @@ def setup(device: torch.device) -> World:
     if not dist.is_initialized():
         if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
             return World()
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        if device.type == "cuda":
+            # device_id binds NCCL to this process's GPU (set by local_device) at once
+            dist.init_process_group(backend=CUDA_BACKEND,
+                                    device_id=device if device.index is not None else None)
+        else:
+            dist.init_process_group(backend="gloo")
         atexit.register(_destroy)       # ours to close: a live gloo group aborts at exit
     return World(dist.get_rank(), dist.get_world_size())
 
@@ -67,9 +80,38 @@ def finish() -> bool:
 
 
 def local_device(device: torch.device) -> torch.device:
-    """Under torchrun each process takes the GPU of its ``LOCAL_RANK``."""
-    if device.type == "cuda" and device.index is None and "LOCAL_RANK" in os.environ:
-        return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+    """The device of this process: under torchrun each process takes the GPU of its
+    ``LOCAL_RANK``, and with several processes it is made the current CUDA device
+    (:func:`torch.cuda.set_device`), so NCCL, ``"cuda"`` tensors and ``aekit.load``
+    afterwards all use it rather than GPU 0.
+
+    ``"cuda"`` (or ``"auto"`` on a GPU machine) becomes ``cuda:LOCAL_RANK``; where each
+    process sees a single GPU (a launcher that sets ``CUDA_VISIBLE_DEVICES`` per process)
+    it is ``cuda:0``. An explicit ``"cuda:N"`` with several processes must name the local
+    rank's own GPU: anything else would put two processes on one GPU, and is refused.
+    Outside torchrun ``device`` is returned as it is and the current device left alone.
+    """
+    if device.type != "cuda" or "LOCAL_RANK" not in os.environ:
+        return device
+    local_rank = int(os.environ["LOCAL_RANK"])
+    several = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    count = torch.cuda.device_count()
+    if device.index is None:
+        if local_rank < count:
+            device = torch.device("cuda", local_rank)
+        elif count == 1:
+            device = torch.device("cuda", 0)
+        else:
+            raise InputError(f"process {local_rank} on this machine has no GPU of its own: "
+                             f"it has {count} CUDA device(s); start at most {count} "
+                             "processes per machine (torchrun --nproc_per_node) or use "
+                             "device='cpu'")
+    elif several and device.index != local_rank:
+        raise InputError(f"device={str(device)!r} under torchrun with several processes: "
+                         f"each process trains on the GPU of its LOCAL_RANK (this one on "
+                         f"cuda:{local_rank}); use device='cuda' or 'auto'")
+    if several:
+        torch.cuda.set_device(device)
     return device
 
 
@@ -86,23 +128,55 @@ def all_finite(value: Tensor, world: World) -> bool:
     return bool(flag)
 
 
-def all_reduce_sums(sums: dict[str, float], world: World) -> dict[str, float]:
-    """Sum each value over ranks (keys are the same on every rank)."""
-    if world.size == 1:
-        return sums
+def collective_device() -> torch.device:
+    """Where this process group's collectives take their tensors: the CPU where it has
+    gloo (alone, or next to NCCL as aekit creates it on CUDA), else this process's GPU
+    (a group of NCCL alone, e.g. made by the caller's own script)."""
+    backend = str(dist.get_backend())
+    if backend == "gloo" or "cpu:" in backend or "nccl" not in backend:
+        return torch.device("cpu")
+    return torch.device("cuda", torch.cuda.current_device())
+
+
+def all_reduce_sums(sums: dict[str, float | Tensor], world: World) -> dict[str, float]:
+    """Sum each value over ranks (keys are the same on every rank); returns floats.
+
+    Values may be Python numbers or scalar tensors (e.g. the loop's per-epoch sums, still
+    on the device): the tensors are read back to the host together, in one transfer."""
     keys = sorted(sums)
-    t = torch.tensor([float(sums[k]) for k in keys], dtype=torch.float64)
+    host = {k: float(v) for k, v in sums.items() if not torch.is_tensor(v)}
+    on_device = [k for k in keys if k not in host]
+    if on_device:
+        first = sums[on_device[0]].device
+        stacked = torch.stack([sums[k].detach().reshape(()).to(first, torch.float64)
+                               for k in on_device])
+        host.update(zip(on_device, stacked.cpu().tolist()))
+    if world.size == 1:
+        return {k: host[k] for k in keys}
+    t = torch.tensor([host[k] for k in keys], dtype=torch.float64, device=collective_device())
     dist.all_reduce(t)
     return dict(zip(keys, t.tolist()))
 
 
+@torch.compiler.disable
+def all_reduce_(t: Tensor, world: World) -> Tensor:
+    """Sum ``t`` over ranks in place (nothing in one process); every rank must call it.
+    Runs eagerly even inside a compiled loss (e.g. VQ-VAE's codebook statistics)."""
+    if world.size > 1:
+        dist.all_reduce(t)
+    return t
+
+
 def all_gather_bytes(t: Tensor, world: World) -> list[Tensor]:
-    """Gather one uint8 tensor of equal size from every rank (e.g. RNG states)."""
+    """Gather one uint8 tensor of equal size from every rank (e.g. RNG states, which are
+    CPU tensors even for a CUDA generator); returned on ``t``'s device."""
     if world.size == 1:
         return [t]
-    out = [torch.empty_like(t) for _ in range(world.size)]
-    dist.all_gather(out, t)
-    return out
+    device = collective_device()
+    mine = t.to(device)
+    out = [torch.empty_like(mine) for _ in range(world.size)]
+    dist.all_gather(out, mine)
+    return [o.to(t.device) for o in out]
 
 
 def all_gather_rows(rows: np.ndarray, world: World) -> np.ndarray:
@@ -110,8 +184,7 @@ def all_gather_rows(rows: np.ndarray, world: World) -> np.ndarray:
     order, on every rank."""
     if world.size == 1:
         return rows
-    device = (torch.device("cuda", torch.cuda.current_device())
-              if dist.get_backend() == "nccl" else torch.device("cpu"))
+    device = collective_device()
     t = torch.as_tensor(np.ascontiguousarray(rows, dtype=np.float32), device=device)
     counts = [torch.zeros(1, dtype=torch.int64, device=device) for _ in range(world.size)]
     dist.all_gather(counts, torch.tensor([len(t)], device=device))
