@@ -168,3 +168,49 @@ def test_every_rank_draws_the_same_order_while_the_noise_differs(tmp_path):
     for epoch in (1, 2, 3):
         rows = np.sort(seen[seen[:, 0] == epoch, 1])
         np.testing.assert_array_equal(rows, np.arange(105), err_msg=f"epoch {epoch}")
+
+
+VQ_SCRIPT = """
+import sys, numpy as np, torch
+torch.set_num_threads(1)
+import aekit
+from aekit.training.distributed import finish
+
+X, _ = aekit.datasets.load("digits", split="train")
+common = dict(n_components=3, codebook_size=16, hidden_layer_sizes=(16,), max_iter=3,
+              batch_size=64, random_state=0, device="cpu")
+plain = aekit.VQVAE(dead_code_threshold=0.0, **common).fit(X)
+resets = aekit.VQVAE(**common).fit(X)
+rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+np.savez(sys.argv[1] + f"/rank{rank}.npz",
+         **{k: v.numpy() for k, v in plain.module_.state_dict().items()},
+         resets_codebook=resets.module_.codebook.numpy(),
+         resets_count=resets.module_.ema_count.numpy())
+finish()
+"""
+
+
+def test_vqvae_codebook_follows_the_global_minibatch_on_every_rank(tmp_path):
+    """Under DDP the EMA statistics of every rank's share are all-reduced (no broadcast of
+    rank 0's buffers): without dead-code resets 2 processes end where 1 does, and with
+    them (rank 0's replacement rows) every rank holds the same codebook."""
+    script = tmp_path / "vq.py"
+    script.write_text(VQ_SCRIPT)
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, str(script), str(tmp_path / "one")], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                          "--standalone", str(script), str(tmp_path / "two")], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr[-3000:]
+    single = np.load(tmp_path / "one" / "rank0.npz")
+    ranks = [np.load(tmp_path / "two" / f"rank{r}.npz") for r in (0, 1)]
+    for name in single.files:
+        if not name.startswith("resets"):
+            np.testing.assert_allclose(ranks[0][name], single[name], rtol=1e-4, atol=1e-5,
+                                       err_msg=name)
+    for name in ("codebook", "ema_count", "ema_sum", "resets_codebook", "resets_count"):
+        np.testing.assert_array_equal(ranks[1][name], ranks[0][name], err_msg=name)
