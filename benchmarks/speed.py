@@ -16,6 +16,11 @@ configuration alike):
   (g, h) the matrix products of one training step alone, fp32 and bf16, times the steps of
       an epoch: the floor under any loop built on torch's matrix kernels on this machine
 
+On ``--device cuda`` the DDP row (f) runs one process per GPU and is skipped, with the
+reason printed, on a machine with fewer than 2; the bare loop's epochs are timed between
+``torch.cuda.synchronize()`` calls, and aekit's epoch times end with the epoch's sums read
+back from the device, which waits for the GPU too.
+
 Seconds per epoch are medians over epochs 2 and later of every round; test NLL is
 importance-sampled with --k samples on the first --n-test test images after the same number
 of epochs, computed by aekit's score_samples for (a)-(d) and (f) (the bare model's weights
@@ -71,15 +76,50 @@ def _peak_memory_mib(device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _bare_fit(X: torch.Tensor, epochs: int) -> tuple[torch.nn.Module, list[float]]:
+    """core_speed's bare loop on ``X``'s device. On the CPU it is ``bare_fit`` itself; on a
+    GPU the same loop with the network moved to the device, the permutation drawn there,
+    and each epoch timed between two ``torch.cuda.synchronize()`` (kernels run
+    asynchronously: without them the clock stops before the GPU does)."""
+    sys.path.insert(0, str(HERE))
+    from core_speed import BATCH, LR, BareVAE, bare_fit
+
+    if X.device.type != "cuda":
+        return bare_fit(X, epochs, seed=0)
+    torch.manual_seed(0)
+    model = BareVAE(X.shape[1]).to(X.device)
+    opt = torch.optim.Adam(model.parameters(), lr=LR, fused=True)
+    times = []
+    for _ in range(epochs):
+        torch.cuda.synchronize(X.device)
+        start = time.perf_counter()
+        perm = torch.randperm(len(X), device=X.device)
+        for i in range(0, len(X), BATCH):
+            loss = model.loss(X[perm[i:i + BATCH]])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        torch.cuda.synchronize(X.device)
+        times.append(time.perf_counter() - start)
+    return model, times
+
+
+def _skipped(names: list[str], device: str) -> dict[str, str]:
+    """Configurations this machine cannot run, with the reason: the DDP row on CUDA needs
+    a GPU for each of its 2 processes."""
+    if not device.startswith("cuda"):
+        return {}
+    gpus = torch.cuda.device_count()
+    return {name: f"needs 2 GPUs, this machine has {gpus}"
+            for name in names if name.startswith("ddp") and gpus < 2}
+
+
 def run_config(name: str, epochs: int, k: int, n_test: int, device: str) -> dict:
     """Train one configuration in this process and return its measurements."""
     X, _ = aekit.datasets.load("fashion-mnist", split="train")
     X_test, _ = aekit.datasets.load("fashion-mnist", split="test")
     if name == "bare":
-        sys.path.insert(0, str(HERE))
-        from core_speed import bare_fit
-
-        net, times = bare_fit(torch.from_numpy(X).to(device), epochs, seed=0)
+        net, times = _bare_fit(torch.from_numpy(X).to(device), epochs)
         model = _model(1, device).fit(X[:256])      # an aekit VAE to hold the same weights
         state = dict(zip(model.module_.encoder.state_dict(), net.enc.state_dict().values()))
         model.module_.encoder.load_state_dict(state)
@@ -200,6 +240,9 @@ def main() -> None:
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                 "--nproc_per_node=2"]
     names = args.configs.split(",") + (["pythae"] if args.pythae_python else []) + ["matmul"]
+    for name, reason in _skipped(names, args.device).items():
+        print(f"skipping {name}: {reason}", flush=True)
+        names.remove(name)
     rounds: dict[str, list[dict]] = {name: [] for name in names}
     with tempfile.TemporaryDirectory() as tmp:
         if args.pythae_python:
