@@ -1,0 +1,108 @@
+"""On a CUDA GPU: every model at every precision, resumption, the caller's random states,
+and scores against the CPU. Skipped, with the reason, on a machine without CUDA; the rest
+of the suite runs on the CPU even where a GPU exists (tests/conftest.py).
+
+The longer checks (compile against eager, host-device syncs per step, peak memory, epoch
+times, a 2-process NCCL fit) are ``python benchmarks/gpu_check.py``.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+import aekit
+from aekit.runtime import deterministic_algorithms
+
+from .conftest import CUDA, assert_same_weights, weights
+
+pytestmark = [pytest.mark.cuda,
+              pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU "
+                                 "(torch.cuda.is_available() is False here)")]
+
+TINY = dict(hidden_layer_sizes=(32,), max_iter=2, batch_size=64, random_state=0)
+
+
+def _labels(name, y):
+    caps = aekit.get_model(name).capabilities
+    return y if caps.conditional or caps.semi_supervised else None
+
+
+def _skip_without_bf16(precision):
+    if precision == "bf16-mixed" and not torch.cuda.is_bf16_supported(including_emulation=False):
+        pytest.skip("this GPU has no native bfloat16 (compute capability < 8.0)")
+
+
+@pytest.mark.parametrize("precision", ["32", "bf16-mixed", "16-mixed"])
+@pytest.mark.parametrize("name", aekit.list_models())
+def test_every_model_fits_and_scores_on_cuda(name, precision, digits):
+    _skip_without_bf16(precision)
+    X, y = digits
+    X, y = X[:512], y[:512]
+    model = aekit.get_model(name, precision=precision, device="cuda", **TINY)
+    model.fit(X, _labels(name, y))
+    assert next(model.module_.parameters()).device.type == "cuda"
+    assert np.isfinite(model.history_["loss"]).all()
+    codes = model.transform(X[:50])
+    assert isinstance(codes, np.ndarray) and np.isfinite(codes).all()
+    scores = model.score_samples(X[:50])
+    assert scores.shape == (50,) and np.isfinite(scores).all()
+
+
+@pytest.mark.parametrize("precision", ["32", "bf16-mixed", "16-mixed"])
+def test_conv_networks_on_image_rows(precision, digits):
+    _skip_without_bf16(precision)
+    X = digits[0][:256].reshape(-1, 8, 8)
+    model = aekit.VAE(architecture="conv", likelihood="bernoulli", precision=precision,
+                      device="cuda", **TINY).fit(X)
+    assert np.isfinite(model.score_samples(X[:20])).all()
+
+
+def test_fit_leaves_every_global_random_state_alone(digits):
+    X = digits[0][:256]
+    before = (torch.get_rng_state(), torch.cuda.get_rng_state_all(), np.random.get_state()[1])
+    aekit.VAE(device="cuda", **TINY).fit(X)
+    after = (torch.get_rng_state(), torch.cuda.get_rng_state_all(), np.random.get_state()[1])
+    assert torch.equal(before[0], after[0])
+    assert all(torch.equal(a, b) for a, b in zip(before[1], after[1]))
+    np.testing.assert_array_equal(before[2], after[2])
+
+
+@pytest.mark.parametrize("name", ["ae", "vae", "vq_vae"])
+def test_scores_on_cuda_match_the_cpu(tmp_path, name, digits):
+    X = digits[0][:300]
+    model = aekit.get_model(name, likelihood="bernoulli", device="cpu", **TINY).fit(X)
+    model.save(str(tmp_path / "m.safetensors"))
+    on_gpu = aekit.load(str(tmp_path / "m.safetensors"), device="cuda")
+    assert next(on_gpu.module_.parameters()).device.type == "cuda"
+    np.testing.assert_allclose(on_gpu.score_samples(X), model.score_samples(X), rtol=1e-4,
+                               atol=1e-3)
+    np.testing.assert_allclose(on_gpu.transform(X), model.transform(X), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["ae", "vae", "vq_vae"])
+def test_resume_is_bit_identical_with_deterministic_algorithms(tmp_path, name, digits):
+    """On CUDA a resumed run gives the uninterrupted run's bits under
+    ``deterministic_algorithms()`` (the README's "Scaling out")."""
+    X = digits[0][:512]
+    params = dict(TINY, max_iter=4, device="cuda")
+    with deterministic_algorithms():
+        full = aekit.get_model(name, **params).fit(X)
+        aekit.get_model(name, **{**params, "max_iter": 2}).fit(
+            X, checkpoint_dir=str(tmp_path))
+        resumed = aekit.get_model(name, **params).fit(X, checkpoint_dir=str(tmp_path),
+                                                      resume=True)
+    assert_same_weights(weights(resumed), weights(full))
+
+
+def test_a_run_repeats_bit_for_bit_with_deterministic_algorithms(digits):
+    X = digits[0][:512]
+    with deterministic_algorithms():
+        a = aekit.VAE(device="cuda", **TINY).fit(X)
+        b = aekit.VAE(device="cuda", **TINY).fit(X)
+    assert_same_weights(weights(a), weights(b))
+
+
+def test_early_stopping_on_cuda_trains_on_views(digits):
+    X = digits[0][:512]
+    model = aekit.AE(device="cuda", early_stopping=True, **TINY).fit(X)
+    assert "val_loss" in model.history_
