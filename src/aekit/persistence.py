@@ -2,15 +2,25 @@
 
 The metadata (under the key ``"aekit"``) holds the registry name of the class, its
 ``get_params()``, the fitted attributes that are not tensors (input shape, history, ...),
-the aekit version and a SHA-256 over the tensors. :func:`load` rebuilds only registered
-classes, so a file can never name code to import, and refuses a file whose tensors do
-not match their recorded hash.
+the aekit version, a SHA-256 over the tensors (``tensors_sha256``) and, from format
+version 2 on, a SHA-256 over all of that metadata (``sha256``), so neither a weight nor a
+parameter can change unnoticed. Files of format version 1 (aekit before the metadata
+digest) are still read; their digest covers the tensors only.
+
+The digests are an integrity check against corruption and careless edits, not a
+signature: whoever can write the file can recompute them. What makes a stranger's file
+safe to load is that :func:`load` rebuilds only registered classes (a file can never name
+code to import), validates every parameter and fitted attribute, and compares the shape
+of every tensor with the network those parameters describe before allocating any of it:
+loading takes memory in proportion to the file's size, never to the sizes it declares.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+import numbers
 import os
 from pathlib import Path
 from typing import Any
@@ -23,11 +33,14 @@ from sklearn.utils.validation import check_is_fitted
 
 from aekit._registry import MODELS
 from aekit._version import __version__
+from aekit.data.sources.source import check_file
 from aekit.exceptions import InputError
 from aekit.runtime import atomic_write, jsonable, resolve_device
 
 FORMAT = "aekit-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: the format versions :func:`load` reads (1: ``tensors_sha256`` only; 2: also ``sha256``).
+READABLE_VERSIONS = (1, 2)
 #: fitted attributes stored in the metadata (tensors live in ``module_``'s state dict).
 FITTED_ATTRIBUTES = ("input_shape_", "n_features_in_", "n_iter_", "history_", "best_loss_",
                      "feature_names_in_")
@@ -41,6 +54,14 @@ def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
+
+
+def metadata_sha256(meta: dict[str, Any]) -> str:
+    """SHA-256 over ``meta`` without its ``"sha256"`` entry, as canonical JSON (sorted
+    keys, no spaces): the same on every machine for the same metadata."""
+    rest = {k: v for k, v in meta.items() if k != "sha256"}
+    text = json.dumps(rest, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def save_model(est: Any, path: str | os.PathLike) -> None:
@@ -61,7 +82,16 @@ def save_model(est: Any, path: str | os.PathLike) -> None:
                    if a in vars(est)},
         "tensors_sha256": tensors_sha256(tensors),
     }
-    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"aekit": json.dumps(meta)}))
+    meta["sha256"] = metadata_sha256(meta)
+    text = json.dumps(meta)
+
+    def write(tmp: str) -> None:
+        try:
+            save_file(tensors, tmp, metadata={"aekit": text})
+        except SafetensorError as exc:      # e.g. a full disk: an OSError, naming the file
+            raise OSError(f"cannot write {str(path)!r}: {exc}") from None
+
+    atomic_write(path, write)
 
 
 def _fitted_attributes(cls: type) -> tuple[str, ...]:
@@ -77,23 +107,40 @@ def _restore_types(cls: type, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """The aekit metadata of a model file, after checking it is one."""
+    """The aekit metadata of a model file, after checking it is one: its format, a format
+    version this aekit reads and, from version 2 on, the metadata's SHA-256."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"model file {str(path)!r} does not exist")
+    check_file(path, "model file")
     try:
         with safe_open(str(path), framework="pt") as f:
             raw = (f.metadata() or {}).get("aekit")
     except (SafetensorError, OSError, ValueError) as exc:
         raise InputError(f"{str(path)!r} is not a safetensors model file ({exc}); aekit model "
                          "files are written by model.save() / 'aekit fit -o'") from None
+    why = "its metadata has no valid 'aekit' entry"
     try:
         meta = json.loads(raw) if raw is not None else None
     except json.JSONDecodeError:
         meta = None
+    except RecursionError:
+        meta, why = None, "its metadata are JSON nested too deeply to read"
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise InputError(f"{str(path)!r} is a safetensors file but not an aekit model "
-                         "(its metadata has no valid 'aekit' entry)")
+        raise InputError(f"{str(path)!r} is a safetensors file but not an aekit model ({why})")
+    version = meta.get("format_version")
+    if type(version) is not int or version not in READABLE_VERSIONS:
+        raise InputError(f"{str(path)!r} has format_version {version!r:.40}; this aekit "
+                         f"({__version__}) reads versions {READABLE_VERSIONS[0]} to "
+                         f"{READABLE_VERSIONS[-1]}: a newer aekit wrote it (upgrade aekit) "
+                         "or the file is corrupt")
+    if version >= 2:
+        try:
+            intact = metadata_sha256(meta) == meta.get("sha256")
+        except (RecursionError, ValueError, TypeError):
+            intact = False
+        if not intact:
+            raise InputError(f"{str(path)!r}: the metadata (parameters, fitted attributes) do "
+                             "not match the SHA-256 recorded when the file was saved; the file "
+                             "is corrupt or was altered")
     return meta
 
 
@@ -101,7 +148,10 @@ def load(path: str | os.PathLike, device: str | None = None) -> Any:
     """Rebuild a fitted model from a file written by ``save``.
 
     Only registered aekit classes can be built and no pickle is ever read, so loading a
-    stranger's file cannot run code. A file whose tensors were altered is refused.
+    stranger's file cannot run code. A file whose tensors or metadata were altered is
+    refused, and so is one whose parameters are invalid or describe another network than
+    its tensors: the network is first built on the ``meta`` device (no memory) and every
+    tensor's shape compared, so a file declaring huge sizes cannot take the memory.
 
     Parameters
     ----------
@@ -121,32 +171,27 @@ def load(path: str | os.PathLike, device: str | None = None) -> Any:
     (2, 2)
     """
     meta = read_metadata(path)
-    cls = MODELS.lookup(meta.get("class"))
     try:
-        params = _restore_types(cls, dict(meta.get("params") or {}))
-        est = cls(**params)
-        est._validate_params()
-        fitted = dict(meta["fitted"])
-        shape = tuple(int(s) for s in fitted["input_shape_"])
-    except (TypeError, KeyError, ValueError) as exc:
-        raise InputError(f"{str(path)!r} has metadata aekit cannot use: {exc}") from None
-    tensors = load_file(str(path))
+        cls = MODELS.lookup(meta.get("class"))
+    except InputError as exc:
+        raise InputError(f"{str(path)!r} names an {exc}") from None
+    est, fitted, shape = _estimator_from(cls, meta, path)
+    try:
+        # on the meta device: shapes without memory, whatever sizes the file declares
+        with torch.random.fork_rng(devices=[]), torch.device("meta"):
+            module = est._build(shape)
+    except (RuntimeError, ValueError, TypeError, OverflowError, MemoryError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise InputError(f"{str(path)!r} describes a {cls.__name__} aekit cannot build "
+                         f"({first})") from None
+    _check_shapes(module, path, cls.__name__)
+    tensors = load_file(str(path))      # now known to be the network's own tensors
     if tensors_sha256(tensors) != meta.get("tensors_sha256"):
         raise InputError(f"{str(path)!r}: the tensors do not match the SHA-256 recorded when "
                          "the file was saved; the file is corrupt or was altered")
-    for attr in _fitted_attributes(cls)[len(FITTED_ATTRIBUTES):]:   # they may size networks
-        if attr in fitted:
-            value = fitted[attr]
-            setattr(est, attr, np.asarray(value) if isinstance(value, list) else value)
-    with torch.random.fork_rng(devices=[]):
-        module = est._build(shape)
-    try:
-        module.load_state_dict(tensors, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0] if str(exc) else "state dict mismatch"
-        raise InputError(f"{str(path)!r}: the weights do not fit a {cls.__name__} with these "
-                         f"parameters ({first})") from None
-    est.module_ = module.to(resolve_device(device or est.device)).eval()
+    module = module.to_empty(device=resolve_device(device or est.device))
+    module.load_state_dict(tensors, strict=True)
+    est.module_ = module.eval()
     for attr in FITTED_ATTRIBUTES:
         if attr in fitted:
             setattr(est, attr, fitted[attr])
@@ -156,3 +201,80 @@ def load(path: str | os.PathLike, device: str | None = None) -> Any:
     if "feature_names_in_" in fitted:
         est.feature_names_in_ = np.asarray(fitted["feature_names_in_"], dtype=object)
     return est
+
+
+def _estimator_from(cls: type, meta: dict[str, Any], path: str | os.PathLike
+                    ) -> tuple[Any, dict[str, Any], tuple[int, ...]]:
+    """An unfitted ``cls`` with the file's parameters, checked as ``fit`` checks them, its
+    fitted attributes and input shape; every problem is an :class:`InputError`."""
+    try:
+        params, fitted = meta.get("params"), meta.get("fitted")
+        if not isinstance(params, dict) or not isinstance(fitted, dict):
+            raise TypeError("'params' and 'fitted' must be JSON objects")
+        est = cls(**_restore_types(cls, params))
+        est._validate_params()
+        est._check_hyperparameters()
+        shape = _input_shape(fitted["input_shape_"])
+        _check_fitted(fitted, shape)
+        for attr in _fitted_attributes(cls)[len(FITTED_ATTRIBUTES):]:   # they may size networks
+            if attr in fitted:
+                value = fitted[attr]
+                setattr(est, attr, np.asarray(value) if isinstance(value, list) else value)
+    except (TypeError, KeyError, ValueError, OverflowError, RecursionError) as exc:
+        # ValueError includes scikit-learn's InvalidParameterError and aekit's InputError
+        message = str(exc) if isinstance(exc, (ValueError, TypeError)) else repr(exc)
+        raise InputError(f"{str(path)!r} has metadata aekit cannot use: {message[:300]}; "
+                         "save the model again with model.save()") from None
+    return est, fitted, shape
+
+
+#: the most values per row a model file may declare (far more than any network can take).
+MAX_ROW_VALUES = 2**40
+
+
+def _input_shape(value: Any) -> tuple[int, ...]:
+    """``input_shape_`` as a tuple of 1 to 3 positive ints, refusing anything else."""
+    if (not isinstance(value, list) or not 1 <= len(value) <= 3
+            or not all(type(s) is int and s >= 1 for s in value)
+            or math.prod(value) > MAX_ROW_VALUES):
+        raise ValueError(f"input_shape_ must be 1 to 3 positive integers of at most "
+                         f"{MAX_ROW_VALUES} values in all; got {value!r:.80}")
+    return tuple(value)
+
+
+def _check_fitted(fitted: dict[str, Any], shape: tuple[int, ...]) -> None:
+    """The shared fitted attributes have the types ``fit`` gives them."""
+    n = fitted.get("n_features_in_", shape[0])
+    if type(n) is not int or not 1 <= n <= math.prod(shape):
+        raise ValueError(f"n_features_in_ must be a positive integer of at most the "
+                         f"{math.prod(shape)} values of input_shape_; got {n!r:.40}")
+    n_iter = fitted.get("n_iter_", 0)
+    if type(n_iter) is not int or n_iter < 0:
+        raise ValueError(f"n_iter_ must be a non-negative integer; got {n_iter!r:.40}")
+    history = fitted.get("history_", {})
+    if not isinstance(history, dict) or not all(isinstance(v, list) for v in history.values()):
+        raise ValueError("history_ must map names to lists of values")
+    if "best_loss_" in fitted and not isinstance(fitted["best_loss_"], (numbers.Real, str)):
+        raise ValueError(f"best_loss_ must be a number; got {fitted['best_loss_']!r:.40}")
+    if "best_loss_" in fitted:
+        float(fitted["best_loss_"])
+    names = fitted.get("feature_names_in_", [])
+    if not isinstance(names, list) or not all(isinstance(v, str) for v in names) \
+            or "feature_names_in_" in fitted and len(names) != n:
+        raise ValueError(f"feature_names_in_ must be {n} strings")
+
+
+def _check_shapes(module: torch.nn.Module, path: str | os.PathLike, name: str) -> None:
+    """Refuse a file whose tensors are not exactly those of ``module`` (built on the meta
+    device), by name and shape, reading only the file's header."""
+    expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    with safe_open(str(path), framework="pt") as f:
+        stored = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    problems = [f"missing {k}" for k in sorted(set(expected) - set(stored))]
+    problems += [f"unexpected {k}" for k in sorted(set(stored) - set(expected))]
+    problems += [f"{k} is {list(stored[k])} in the file, {list(expected[k])} in the network"
+                 for k in sorted(set(stored) & set(expected)) if stored[k] != expected[k]]
+    if problems:
+        more = f" and {len(problems) - 3} more" if len(problems) > 3 else ""
+        raise InputError(f"{str(path)!r}: the weights do not fit a {name} with these "
+                         f"parameters ({'; '.join(problems[:3])}{more})")

@@ -13,8 +13,10 @@ import functools
 import math
 import numbers
 import os
+import re
 import secrets
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
@@ -345,8 +347,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
         raise FileNotFoundError(f"output folder {str(path.parent)!r} does not exist")
     # not tempfile.mkstemp, whose files are private (0600): the output gets the mode that
     # the umask gives any new file, even where ``write`` recreates tmp (safetensors does)
-    tmp = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp")
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    tmp = str(path.parent / TEMPORARY_NAME.format(name=path.name, token=secrets.token_hex(6)))
+    try:
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    except OSError as exc:
+        raise _naming(exc, path) from None
     mode = os.stat(tmp).st_mode
     try:
         write(tmp)
@@ -354,10 +359,46 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and str(path) not in str(exc):
+            raise _naming(exc, path) from None
         raise
+
+
+def _naming(exc: OSError, path: Path) -> OSError:
+    """``exc`` again with a message naming ``path`` (not the hidden temporary file): a
+    read-only file system, a full disk or a missing permission says which output failed."""
+    named = type(exc)(f"cannot write {str(path)!r}: {exc.strerror or exc}")
+    named.errno = exc.errno
+    return named
+
+
+#: the name :func:`atomic_write` gives its temporary file for ``path.name`` (12 hex digits)
+TEMPORARY_NAME = ".{name}.{token}.tmp"
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, name: str,
+                             min_age: float = 60.0) -> list[Path]:
+    """Remove the temporary files :func:`atomic_write` left in ``folder`` for outputs named
+    ``name`` (``.<name>.<12 hex digits>.tmp``, nothing else) when the writing process was
+    killed; only those at least ``min_age`` seconds old, unless the caller knows no other
+    process writes there (e.g. it holds the folder's lock: ``min_age=0``). Returns them."""
+    pattern = re.compile(re.escape(f".{name}.") + r"[0-9a-f]{12}\.tmp")
+    removed, now = [], time.time()
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if not pattern.fullmatch(entry.name):
+                continue
+            try:
+                if (entry.is_file(follow_symlinks=False)
+                        and now - entry.stat(follow_symlinks=False).st_mtime >= min_age):
+                    os.unlink(entry.path)
+                    removed.append(Path(entry.path))
+            except FileNotFoundError:       # its writer finished or removed it meanwhile
+                pass
+    return removed
 
 
 def jsonable(value: Any) -> Any:

@@ -6,6 +6,13 @@ and, in its metadata, the epoch, ``history_`` and what the run was fitted on (cl
 parameters, data shape and a SHA-256 of the data). It is replaced atomically (temporary
 file, fsync, rename), so a kill at any moment leaves the previous checkpoint intact.
 Nothing is pickled.
+
+A SHA-256 over every tensor and all the metadata (``"sha256"``) is checked before
+anything of a checkpoint is used, so a flipped bit or an edited epoch is refused, not
+resumed; like a model file's digest it is an integrity check, not a signature, and every
+field is validated as well. :func:`claim` takes the folder for one run: an advisory lock
+(a second concurrent writer is refused), no fresh run over another run's checkpoint
+unless asked to overwrite it, and the temporary files of a killed run removed.
 """
 
 from __future__ import annotations
@@ -13,7 +20,11 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import numbers
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,9 +35,16 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from aekit.exceptions import InputError
-from aekit.runtime import Precision, atomic_write, jsonable
+from aekit.runtime import Precision, atomic_write, jsonable, remove_stale_temporaries
+
+try:
+    import fcntl
+except ImportError:     # Windows: no advisory locks; the other checks still hold
+    fcntl = None
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
+#: the lock file a run holds in its checkpoint folder (removed when the run ends)
+LOCK_NAME = ".checkpoint.lock"
 FORMAT = "aekit-checkpoint"
 #: parameters that may change between a run and its resumption.
 RESUMABLE_CHANGES = frozenset({"max_iter", "verbose", "device"})
@@ -144,8 +162,31 @@ def save_checkpoint(directory: str | os.PathLike, est: Any, x: Any,
         "stall": state.stall, "stopped": state.stopped, "optimizers": opt_meta,
         "rng_device": precision.device.type, "scaler": jsonable(precision.state_dict()),
     }
+    meta["sha256"] = checkpoint_sha256(tensors, meta)
     path = Path(directory) / CHECKPOINT_NAME
-    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"aekit": json.dumps(meta)}))
+    text = json.dumps(meta)
+
+    def write(tmp: str) -> None:
+        try:
+            save_file(tensors, tmp, metadata={"aekit": text})
+        except SafetensorError as exc:      # e.g. a full disk: an OSError, naming the file
+            raise OSError(f"cannot write checkpoint {str(path)!r}: {exc}") from None
+
+    atomic_write(path, write)
+
+
+def checkpoint_sha256(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> str:
+    """SHA-256 over the names, dtypes, shapes and bytes of ``tensors`` (in name order) and
+    ``meta`` without its ``"sha256"`` entry, as canonical JSON."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        if t.numel():
+            h.update(t.reshape(-1).view(torch.uint8).numpy())
+    rest = {k: v for k, v in meta.items() if k != "sha256"}
+    h.update(json.dumps(rest, sort_keys=True, separators=(",", ":")).encode())
+    return h.hexdigest()
 
 
 def load_checkpoint(directory: str | os.PathLike, est: Any, x: Any,
@@ -155,21 +196,15 @@ def load_checkpoint(directory: str | os.PathLike, est: Any, x: Any,
     """Restore a run from ``directory`` into ``est``, ``optimizers`` and ``generators``
     (this rank's, by name as :func:`save_checkpoint` writes them).
 
-    Returns None when there is no checkpoint yet. A checkpoint of another model class,
-    other parameters or other data is refused with a message saying what differs.
+    Returns None when there is no checkpoint yet. The checkpoint's SHA-256 and the type and
+    shape of everything in it are checked before any of it is used: a corrupt checkpoint,
+    or one of another model class, other parameters or other data, is refused with a
+    message saying what differs.
     """
     path = Path(directory) / CHECKPOINT_NAME
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         return None
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = json.loads((f.metadata() or {})["aekit"])
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-        if meta.get("format") != FORMAT:
-            raise KeyError("format")
-    except (SafetensorError, OSError, KeyError, ValueError) as exc:
-        raise InputError(f"{str(path)!r} is not a readable aekit checkpoint ({exc}); delete it "
-                         "or choose another checkpoint_dir") from None
+    meta, tensors = _read(path)
     mine, theirs = _run_identity(est, x, y), {"order": PERMUTATION, **meta["run"]}
     for key in ("class", "input_shape", "n_samples", "data_sha256", "labels_sha256", "params",
                 "order"):
@@ -179,7 +214,7 @@ def load_checkpoint(directory: str | os.PathLike, est: Any, x: Any,
                               if mine[key].get(k) != theirs[key].get(k))
                 what = f"parameters {', '.join(diff)} differ"
             else:
-                what = f"{key} is {theirs[key]!r} there but {mine[key]!r} here"
+                what = f"{key} is {theirs.get(key)!r:.80} there but {mine[key]!r} here"
             raise InputError(f"checkpoint {str(path)!r} belongs to another run ({what}); "
                              "resume with the same model, parameters and data, or use a new "
                              "checkpoint_dir")
@@ -193,23 +228,261 @@ def load_checkpoint(directory: str | os.PathLike, est: Any, x: Any,
                          f"this run is on {precision.device.type}; random-number states do "
                          f"not carry across device types: resume on {saved_device}, or start "
                          "afresh in a new checkpoint_dir")
-    device = next(est.module_.parameters()).device
-    est.module_.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    _restore_optimizers(optimizers, meta["optimizers"], tensors)
     for name, generator in generators.items():
         if name not in tensors:
             raise InputError(f"checkpoint {str(path)!r} has no {name} state (an older aekit "
                              "wrote it); start the run again in a new checkpoint_dir")
+        want = generator.get_state()
+        if tensors[name].dtype != want.dtype or tensors[name].shape != want.shape:
+            _corrupt(path, f"the {name} state has {tensors[name].numel()} values of "
+                     f"{tensors[name].dtype}, a {want.device.type} generator "
+                     f"{want.numel()} of {want.dtype}")
+    module_state = est.module_.state_dict()
+    _check_tensors(path, "model.", tensors, module_state, required=True)
+    _check_tensors(path, "best.", tensors, module_state, required=False)
+    _check_optimizer_tensors(path, optimizers, tensors)
+    device = next(est.module_.parameters()).device
+    try:
+        _restore_optimizers(optimizers, meta["optimizers"], tensors)
+        precision.load_state_dict(meta["scaler"])
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError) as exc:
+        if isinstance(exc, InputError):
+            raise
+        _corrupt(path, f"its optimizer or gradient-scaler state cannot be restored ({exc!r:.200})")
+    est.module_.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    for name, generator in generators.items():
         generator.set_state(tensors[name])
-    precision.load_state_dict(meta.get("scaler") or {})
     best_state = {k[5:]: v.to(device) for k, v in tensors.items() if k.startswith("best.")}
-    return LoopState(epoch=int(meta["epoch"]), history=meta["history"],
+    return LoopState(epoch=meta["epoch"], history=meta["history"],
                      best=math.inf if meta["best"] is None else float(meta["best"]),
-                     stall=int(meta["stall"]), best_state=best_state or None,
-                     stopped=bool(meta["stopped"]))
+                     stall=meta["stall"], best_state=best_state or None,
+                     stopped=meta["stopped"])
+
+
+def _corrupt(path: Path, problem: str) -> None:
+    raise InputError(f"checkpoint {str(path)!r} is corrupt: {problem}; delete it (or start "
+                     "afresh with overwrite) or choose another checkpoint_dir")
+
+
+def _read(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """The metadata and tensors of the checkpoint at ``path``, after checking its SHA-256
+    and the type of every metadata field."""
+    if not path.is_file():
+        raise InputError(f"checkpoint {str(path)!r} is not a regular file; remove it or "
+                         "choose another checkpoint_dir")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = (f.metadata() or {})["aekit"]
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        meta = json.loads(raw)
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise KeyError("format")
+    except (SafetensorError, OSError, KeyError, ValueError, TypeError, RecursionError) as exc:
+        why = "JSON nested too deeply" if isinstance(exc, RecursionError) else exc
+        raise InputError(f"{str(path)!r} is not a readable aekit checkpoint ({why}); delete it "
+                         "or choose another checkpoint_dir") from None
+    if "sha256" not in meta:
+        raise InputError(f"checkpoint {str(path)!r} has no SHA-256 (an older aekit wrote it); "
+                         "start the run again in a new checkpoint_dir")
+    try:
+        intact = checkpoint_sha256(tensors, meta) == meta["sha256"]
+    except (RecursionError, ValueError, TypeError):
+        intact = False
+    if not intact:
+        raise InputError(f"checkpoint {str(path)!r} does not match the SHA-256 recorded when "
+                         "it was written: it is corrupt or was altered; delete it (or start "
+                         "afresh with overwrite) or choose another checkpoint_dir")
+    _check_meta(path, meta)
+    return meta, tensors
+
+
+def _check_meta(path: Path, meta: dict[str, Any]) -> None:
+    """Every field :func:`load_checkpoint` uses has the type :func:`save_checkpoint` gives it
+    (the digest is no signature: a crafted file can carry a matching one)."""
+    def count(v: Any) -> bool:
+        return type(v) is int and v >= 0
+
+    def number(v: Any) -> bool:
+        return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+    def entry(v: Any) -> bool:          # a number, or one per unit (e.g. kl_per_dim)
+        return number(v) or isinstance(v, list) and all(number(e) for e in v)
+
+    run, history = meta.get("run"), meta.get("history")
+    checks = [
+        ("run", isinstance(run, dict) and isinstance(run.get("params"), dict),
+         "a JSON object with the run's class, parameters and data"),
+        ("epoch", count(meta.get("epoch")), "a non-negative integer"),
+        ("history", isinstance(history, dict) and all(
+            isinstance(k, str) and isinstance(v, list) and all(entry(e) for e in v)
+            for k, v in history.items()), "an object of lists of numbers"),
+        ("best", meta.get("best") is None or number(meta.get("best")), "a number or null"),
+        ("stall", count(meta.get("stall")), "a non-negative integer"),
+        ("stopped", isinstance(meta.get("stopped"), bool), "true or false"),
+        ("optimizers", isinstance(meta.get("optimizers"), list) and all(
+            isinstance(o, dict) and isinstance(o.get("param_groups"), list)
+            and isinstance(o.get("scalars"), dict) for o in meta["optimizers"]),
+         "a list of optimizer states"),
+        ("rng_device", isinstance(meta.get("rng_device", "cpu"), str), "a device type"),
+        ("scaler", isinstance(meta.get("scaler"), dict), "an object"),
+    ]
+    for key, ok, what in checks:
+        if not ok:
+            where = "has no" if key not in meta else "has a bad"
+            _corrupt(path, f"its metadata {where} {key!r} entry (expected {what})")
+
+
+def _check_tensors(path: Path, prefix: str, tensors: dict[str, torch.Tensor],
+                   state: dict[str, torch.Tensor], required: bool) -> None:
+    """The checkpoint's ``prefix`` tensors are exactly the model's, by name, shape and dtype
+    (``required=False``: or there are none)."""
+    stored = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    if not stored and not required:
+        return
+    problems = [f"{prefix}{k} is missing" for k in sorted(set(state) - set(stored))]
+    problems += [f"{prefix}{k} is not the model's" for k in sorted(set(stored) - set(state))]
+    problems += [f"{prefix}{k} is {list(stored[k].shape)} of {stored[k].dtype}, the model's "
+                 f"{list(state[k].shape)} of {state[k].dtype}"
+                 for k in sorted(set(stored) & set(state))
+                 if stored[k].shape != state[k].shape or stored[k].dtype != state[k].dtype]
+    if problems:
+        more = f" and {len(problems) - 2} more" if len(problems) > 2 else ""
+        _corrupt(path, f"{'; '.join(problems[:2])}{more}")
+
+
+def _check_optimizer_tensors(path: Path, optimizers: list[torch.optim.Optimizer],
+                             tensors: dict[str, torch.Tensor]) -> None:
+    """Optimizer state tensors name a parameter of their optimizer and have its shape (a
+    moment estimate) or one value (a step count)."""
+    for name, value in tensors.items():
+        if not name.startswith("optim"):
+            continue
+        parts = name.split(".", 2)
+        index, pid = parts[0][len("optim"):], parts[1] if len(parts) == 3 else ""
+        params = ([p for g in optimizers[int(index)].param_groups for p in g["params"]]
+                  if index.isdigit() and int(index) < len(optimizers) else [])
+        if not pid.isdigit() or int(pid) >= len(params):
+            _corrupt(path, f"the tensor {name!r} belongs to no parameter of the optimizers")
+        shape = params[int(pid)].shape
+        if value.shape != shape and value.numel() != 1:
+            _corrupt(path, f"the optimizer state {name!r} is {list(value.shape)}, its "
+                     f"parameter {list(shape)}")
 
 
 def checkpoint_weights(directory: str | os.PathLike) -> dict[str, np.ndarray]:
     """The model weights stored in a checkpoint, as numpy arrays (for inspection and tests)."""
     with safe_open(str(Path(directory) / CHECKPOINT_NAME), framework="np") as f:
         return {k[6:]: f.get_tensor(k) for k in f.keys() if k.startswith("model.")}
+
+
+@contextmanager
+def claim(directory: str | os.PathLike | None, *, resume: bool = False,
+          overwrite: bool = False, main: bool = True) -> Iterator[None]:
+    """Hold the checkpoint folder ``directory`` for one run (a no-op for None).
+
+    Creates the folder, then, on the process that writes checkpoints (``main``), takes an
+    advisory lock on ``.checkpoint.lock`` in it for as long as the block runs: a second
+    run writing into the same folder at the same time is refused. A fresh run
+    (``resume=False``) over an existing checkpoint is refused unless ``overwrite``, which
+    deletes it; the temporary files a killed run left (aekit's own naming only) are
+    removed. Every process of a distributed run calls it, with ``main`` on rank 0 only (the
+    others only create the folder). A claim nested in a claim of the same folder by the
+    same thread (the command line holds the folder from before it reads the data, and
+    ``fit`` claims it again) neither locks again nor releases the outer lock.
+
+    Raises
+    ------
+    InputError
+        ``directory`` is a file, another process holds the folder, or a fresh run would
+        replace another run's checkpoint.
+    OSError
+        The folder cannot be created; the message names it.
+    """
+    if directory is None:
+        yield
+        return
+    folder = Path(directory)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"checkpoint_dir {str(folder)!r} is a file, not a folder; give a "
+                         "folder (it is created when missing)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _named(exc, f"cannot create checkpoint_dir {str(folder)!r}") from None
+    if not main:
+        yield
+        return
+    key, me = os.path.realpath(folder), threading.get_ident()
+    nested = _HELD.get(key) == me
+    lock = None if nested else _lock(folder)
+    if not nested:
+        _HELD[key] = me
+    try:
+        path = folder / CHECKPOINT_NAME
+        if not resume and (path.exists() or path.is_symlink()):
+            if not overwrite:
+                raise InputError(
+                    f"{str(path)!r} holds the checkpoint of an earlier run and this run does "
+                    "not resume it; resume it (resume=True, --resume), replace it "
+                    "(overwrite=True, --overwrite), or choose another checkpoint_dir")
+            path.unlink()
+        if not nested:
+            # under the lock no other run writes here: every temporary is a killed run's
+            remove_stale_temporaries(folder, CHECKPOINT_NAME, min_age=0 if lock else 60)
+        yield
+    finally:
+        if not nested:
+            del _HELD[key]
+            if lock is not None:
+                _unlock(folder, lock)
+
+
+#: the checkpoint folders this process holds (real path -> the holding thread)
+_HELD: dict[str, int] = {}
+
+
+def _lock(folder: Path) -> int | None:
+    """Take the folder's lock (an open descriptor holding ``flock``); None without fcntl."""
+    if fcntl is None:
+        return None
+    path = folder / LOCK_NAME
+    for _ in range(100):
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            raise _named(exc, f"cannot create the lock file {str(path)!r}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise InputError(f"another run is writing checkpoints into {str(folder)!r} (it "
+                             f"holds {LOCK_NAME}); wait for it to end or choose another "
+                             "checkpoint_dir") from None
+        # the holder before us removes the file when it ends: a lock on a removed file
+        # guards nothing, so take the lock again on the file now at that path
+        try:
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()}\n".encode())     # for a curious user
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    raise InputError(f"cannot lock {str(path)!r}: other processes keep replacing it")
+
+
+def _unlock(folder: Path, fd: int) -> None:
+    """Remove the lock file while still holding it, then release it."""
+    try:
+        os.unlink(folder / LOCK_NAME)
+    except FileNotFoundError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _named(exc: OSError, what: str) -> OSError:
+    """``exc`` (same type and errno) with the message ``what: reason``."""
+    named = type(exc)(f"{what}: {exc.strerror or exc}")
+    named.errno = exc.errno
+    return named

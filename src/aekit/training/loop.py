@@ -18,7 +18,6 @@ import math
 import time
 import warnings
 from contextlib import nullcontext
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,6 +32,7 @@ from aekit.runtime import Precision, compiled, flush_denormal
 from aekit.training import distributed
 from aekit.training.checkpoint import (
     LoopState,
+    claim,
     data_fingerprint,
     load_checkpoint,
     save_checkpoint,
@@ -46,15 +46,25 @@ ON_NAN = ("restore", "raise", "skip_batch")
 def fit_model(est: Any, data: Any, targets: Any, *, device: torch.device,
               world: distributed.World, seed: int, budget: int,
               fingerprint: str | None = None, checkpoint_dir: str | None = None,
-              checkpoint_every: int = 1, resume: bool = False) -> None:
+              checkpoint_every: int = 1, resume: bool = False, overwrite: bool = False
+              ) -> None:
     """Build ``est``'s networks and train them on ``data`` (validated rows, or a
     :class:`~aekit.data.sources.Source` to stream), then run its post-fit hook.
 
     ``targets`` are what the model's ``_fit_targets`` returned for ``y`` (None for
     unsupervised models). Sets ``module_``, ``history_``, ``n_iter_`` and ``best_loss_``.
+    ``checkpoint_dir`` is held for the run (:func:`~aekit.training.checkpoint.claim`): a
+    fresh run over an existing checkpoint is refused unless ``overwrite``.
     """
-    if checkpoint_dir is not None:
-        Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
+    with claim(checkpoint_dir, resume=resume, overwrite=overwrite, main=world.is_main):
+        _fit_model(est, data, targets, device=device, world=world, seed=seed, budget=budget,
+                   fingerprint=fingerprint, checkpoint_dir=checkpoint_dir,
+                   checkpoint_every=checkpoint_every, resume=resume)
+
+
+def _fit_model(est: Any, data: Any, targets: Any, *, device: torch.device,
+               world: distributed.World, seed: int, budget: int, fingerprint: str | None,
+               checkpoint_dir: str | None, checkpoint_every: int, resume: bool) -> None:
     seeds = np.random.SeedSequence(seed).generate_state(4)
     # networks are built on the CPU from torch's global CPU generator, seeded inside
     # fork_rng so the caller's state comes back; not torch.manual_seed, which would also
