@@ -157,10 +157,11 @@ def test_score_json(capsys, vae_file):
     result = json.loads(out)
     assert {"log_likelihood", "bits_per_dim", "elbo"} <= set(result)
     assert result["n_samples"] == 360 and result["split"] == "test"
-    for key in ("log_likelihood", "log_likelihood_stderr", "bits_per_dim", "elbo"):
+    for key in ("log_likelihood", "log_likelihood_stderr", "elbo"):
         assert math.isfinite(result[key]), key
-    assert result["bits_per_dim"] == pytest.approx(
-        -result["log_likelihood"] / (64 * math.log(2)), rel=1e-5)
+    # a Gaussian's log p(x) is a density: -ll / (D ln 2) would be no code length
+    assert result["bits_per_dim"] is None
+    assert "'gaussian' is a density" in result["bits_per_dim_note"]
     X_test, _ = aekit.datasets.load("digits", split="test")
     assert result["log_likelihood"] == pytest.approx(aekit.load(vae_file[0]).score(X_test),
                                                      rel=1e-4)
@@ -169,7 +170,29 @@ def test_score_json(capsys, vae_file):
 def test_score_text(capsys, vae_file):
     code, out, _ = run(capsys, "score", vae_file[0], "--data", "digits", "--split", "test")
     assert code == 0
-    assert "VAE on digits (test, 360 rows)" in out and "bits/dim" in out
+    assert "VAE on digits (test, 360 rows)" in out and "no bits/dim ('gaussian' is" in out
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")   # 1 epoch
+def test_score_gives_bits_per_dim_of_a_bernoulli_on_binary_data_only(capsys, tmp_path):
+    X, _ = aekit.datasets.load("digits", split="test")
+    binary = aekit.datasets.binarize(X, random_state=0)
+    np.save(tmp_path / "binary.npy", binary)
+    np.save(tmp_path / "grey.npy", X)
+    aekit.VAE(likelihood="bernoulli", hidden_layer_sizes=(8,), max_iter=1,
+              n_importance_samples=4, random_state=0).fit(binary).save(str(tmp_path / "m"))
+    code, out, err = run(capsys, "score", tmp_path / "m", "--data", tmp_path / "binary.npy",
+                         "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["bits_per_dim"] == pytest.approx(
+        -result["log_likelihood"] / (64 * math.log(2)), rel=1e-5)
+    assert "bits_per_dim_note" not in result
+    code, out, err = run(capsys, "score", tmp_path / "m", "--data", tmp_path / "grey.npy",
+                         "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["bits_per_dim"] is None and "grey levels" in result["bits_per_dim_note"]
 
 
 def test_outputs_get_the_usual_file_mode(capsys, inputs, tmp_path):

@@ -6,16 +6,22 @@ import subprocess
 import sys
 from decimal import Decimal, getcontext
 
+import numpy as np
 import pytest
 import torch
 from torch.distributions import ContinuousBernoulli
 
+import aekit
 from aekit.distributions import (
     LogitContinuousBernoulli,
     continuous_bernoulli_log_norm,
     get_likelihood,
 )
 from aekit.estimator.inference import EVAL_MEMORY_BUDGET
+from aekit.evaluation import bits_per_dim, bits_per_dim_of, evaluate, format_table, quick_bench
+from aekit.exceptions import InputError
+
+from .conftest import SMALL
 
 # ------------------------------------------- continuous Bernoulli at extreme logits
 
@@ -135,3 +141,105 @@ def test_categorical_evaluation_stays_within_the_memory_budget():
     assert set(growth) == {"score_samples", "inverse_transform", "vq_score_samples"}
     for key, value in growth.items():
         assert value < 2.5 * EVAL_MEMORY_BUDGET, f"{key}: {value / 2**20:.0f} MiB"
+
+
+# ------------------------------------------------------- bits per dimension, honestly
+
+LN2 = math.log(2.0)
+
+
+def test_bits_per_dim_of_probabilities():
+    assert float(bits_per_dim(-64 * LN2, 64, "categorical")) == pytest.approx(1.0)
+    binary = np.array([[0.0, 1.0], [1.0, 1.0]])
+    assert float(bits_per_dim(-3.0, 2, "bernoulli", X=binary)) == pytest.approx(3 / (2 * LN2))
+    # no likelihood named: the caller vouches for it, as before
+    assert float(bits_per_dim(-3.0, 2)) == pytest.approx(3 / (2 * LN2))
+
+
+def test_bits_per_dim_refuses_bernoulli_on_grey_levels():
+    grey = np.array([[0.0, 0.5], [1.0, 0.25]])
+    with pytest.raises(InputError, match="'bernoulli' on grey levels is not a likelihood"):
+        bits_per_dim(-3.0, 2, "bernoulli", X=grey)
+    with pytest.raises(ValueError, match="needs the scored rows X"):
+        bits_per_dim(-3.0, 2, "bernoulli")
+
+
+@pytest.mark.parametrize("likelihood", ["gaussian", "gaussian_learned", "laplace",
+                                        "continuous_bernoulli"])
+def test_bits_per_dim_of_densities_only_dequantised(likelihood):
+    with pytest.raises(InputError, match=f"'{likelihood}' is a density.*dequantized=True"):
+        bits_per_dim(50.0, 64, likelihood)
+    # (-ll + D ln 256) / (D ln 2): a density of 8 bits per dimension at ll = 0
+    assert float(bits_per_dim(0.0, 64, likelihood, dequantized=True)) == pytest.approx(8.0)
+    assert float(bits_per_dim(-64 * LN2, 64, likelihood, dequantized=True)) == pytest.approx(9)
+
+
+def test_bits_per_dim_refuses_what_it_does_not_know():
+    with pytest.raises(InputError, match="unknown likelihood 'poisson'"):
+        bits_per_dim(-1.0, 2, "poisson")
+    with pytest.raises(InputError, match="applies to continuous likelihoods"):
+        bits_per_dim(-1.0, 2, "categorical", dequantized=True)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")   # few epochs
+def test_evaluate_gives_bits_per_dim_of_binary_data_and_none_with_a_note_otherwise(
+        digits, digits_test):
+    X, _ = digits
+    Xt = digits_test[0][:60]
+    binary, binary_test = aekit.datasets.binarize(X, random_state=0), aekit.datasets.binarize(
+        Xt, random_state=1)
+    vae = aekit.VAE(likelihood="bernoulli", n_importance_samples=4, **SMALL).fit(binary)
+    density = evaluate(vae, binary_test, k=10)["density"]
+    assert density["bits_per_dim"] == pytest.approx(
+        -density["log_likelihood"] / (64 * LN2))
+    assert "bits_per_dim_note" not in density
+    assert float(bits_per_dim_of(vae, density["log_likelihood"], binary_test)) == \
+        pytest.approx(density["bits_per_dim"])
+    # the same model on grey levels: a number would be no code length
+    density = evaluate(vae, Xt, k=10)["density"]
+    assert density["bits_per_dim"] is None
+    assert "grey levels" in density["bits_per_dim_note"]
+    gauss = aekit.VAE(n_importance_samples=4, **SMALL).fit(X)
+    density = evaluate(gauss, Xt, k=10)["density"]
+    assert density["bits_per_dim"] is None and "density" in density["bits_per_dim_note"]
+    ae = aekit.AE(likelihood="bernoulli", **SMALL).fit(binary)
+    with pytest.raises(InputError, match="not a density of x"):
+        bits_per_dim_of(ae, ae.score(binary_test), binary_test)
+
+
+# ------------------------------------------ conditional rows are marked as conditioned
+
+
+def test_evaluate_marks_a_conditional_model_as_conditioned_on_the_labels(digits,
+                                                                           digits_test):
+    X, y = digits
+    Xt, yt = digits_test[0][:60], digits_test[1][:60]
+    cvae = aekit.get_model("cvae", likelihood="bernoulli", **SMALL).fit(X, y)
+    res = evaluate(cvae, Xt, yt, k=5)
+    assert res["conditioned_on_labels"] is True
+    assert "conditioned on the true labels" in format_table(res).splitlines()[0]
+    vae = aekit.VAE(likelihood="bernoulli", **SMALL).fit(X)
+    res = evaluate(vae, Xt, yt, k=5)
+    assert "conditioned_on_labels" not in res
+    assert "conditioned" not in format_table(res)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_bench_table_marks_the_row_conditioned_on_test_labels(digits, digits_test,
+                                                              monkeypatch):
+    X, y = digits
+    Xt, yt = digits_test[0][:60], digits_test[1][:60]
+    monkeypatch.setattr(quick_bench, "list_models", lambda: ["vae", "cvae"])
+    small_extractor = quick_bench.FeatureExtractor(hidden_layer_sizes=(16,), max_iter=20)
+    monkeypatch.setattr(quick_bench, "FeatureExtractor", lambda: small_extractor)
+    s = {"data": "digits", "max_iter": 1, "hidden_layer_sizes": (8,), "k": 5}
+    rows = quick_bench.model_table(s, X[:300], y[:300], Xt, yt, log=lambda _: None)
+    given = {r["name"]: r["conditioned_on_labels"] for r in rows}
+    assert given == {"vae": False, "cvae": True}
+    assert rows[1]["result"]["conditioned_on_labels"] is True
+    table = quick_bench.render("quick", s, rows, [], 1.0).splitlines()
+    mark = quick_bench.CONDITIONED_MARK
+    assert any(line.startswith(f"| CVAE{mark} |") for line in table)
+    assert any(line.startswith("| VAE |") for line in table)
+    assert any(line.startswith(f"{mark.strip()} Conditioned on the true test labels")
+               for line in table)

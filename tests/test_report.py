@@ -77,8 +77,14 @@ def check_folder(index):
     assert not re.search(r"<(link|script)[^>]*\bsrc=|@import|url\(", text)   # nothing external
     rows = {cells[0]: cells[1:] for cells in page.metrics if cells}
     assert rows, "no metrics table"
-    for name in ("mean log-likelihood [nats]", "bits per dimension", "reconstruction MSE"):
+    for name in ("mean log-likelihood [nats]", "reconstruction MSE"):
         assert math.isfinite(float(rows[name][0])), (name, rows[name])
+    # bits per dimension only where the log-likelihood is that of a probability; else a
+    # note says why there are none
+    if "bits per dimension" in rows:
+        assert math.isfinite(float(rows["bits per dimension"][0]))
+    else:
+        assert "No bits per dimension: " in text
     return page, rows
 
 
@@ -120,6 +126,26 @@ def test_vae_report_on_digits_is_a_self_contained_folder(vae_report, models, dig
                      "importance-sampled"):
         assert expected in text
     assert sorted(os.listdir(vae_report.parent)) == sorted(page.images + ["index.html"])
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")   # few epochs
+def test_bits_per_dimension_only_where_the_likelihood_gives_probabilities(models, digits,
+                                                                          tmp_path):
+    X, _ = digits
+    binary = aekit.datasets.binarize(X[:300], random_state=0)
+    vae = aekit.VAE(likelihood="bernoulli", n_importance_samples=8, **TINY).fit(binary)
+    _, rows = check_folder(write_report(vae, binary, None, tmp_path / "binary",
+                                        image_shape=(8, 8)))
+    assert float(rows["bits per dimension"][0]) == pytest.approx(
+        -vae.score(binary) / (64 * math.log(2)), rel=1e-3)
+    # the old row was -ll / (D ln 2) of a Bernoulli on grey levels or of an AE's
+    # reconstruction score: numbers that are no code lengths
+    for name, reason in (("VAE", "on grey levels is not a likelihood"),
+                         ("AE", "not a density of x")):
+        index = write_report(models[name], X[:300], None, tmp_path / name, image_shape=(8, 8))
+        _, rows = check_folder(index)
+        assert "bits per dimension" not in rows
+        assert reason in index.read_text()
 
 
 def test_ae_report_on_flat_digit_rows_with_an_image_shape(models, digits, tmp_path):

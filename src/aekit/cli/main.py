@@ -35,8 +35,8 @@ from aekit.cli.support import (
 )
 from aekit.data import datasets, streaming
 from aekit.data.streaming import head
-from aekit.evaluation.array_metrics import bits_per_dim
 from aekit.evaluation.evaluate import FeatureExtractor, evaluate, format_table
+from aekit.evaluation.model_measures import bits_per_dim_or_reason
 from aekit.evaluation.quick_bench import run
 from aekit.exceptions import InputError
 from aekit.reporting.report import write_report
@@ -137,12 +137,16 @@ def cmd_score(args: argparse.Namespace) -> None:
         "log_likelihood": float(np.mean(ll)),
         "log_likelihood_stderr": float(np.std(ll, ddof=1) / np.sqrt(len(ll)))
         if len(ll) > 1 else 0.0,
-        "bits_per_dim": float(bits_per_dim(np.mean(ll), int(np.prod(model.input_shape_)))),
+        "bits_per_dim": None,
         "elbo": float(np.mean(distributed.map_sharded(model.elbo, X))),
         "is_density": bool(model.capabilities.score_is_density),
     }
-    if not model.capabilities.score_is_density:     # log p(x | z = f(x)): no bits/dim
-        result["bits_per_dim"] = None
+    # None (the key kept) with the reason where -ll / (D ln 2) is no code length: a
+    # deterministic code, a continuous likelihood, Bernoulli on grey levels
+    bits, why_not = bits_per_dim_or_reason(model, float(np.mean(ll)), X)
+    result["bits_per_dim"] = bits
+    if why_not is not None:
+        result["bits_per_dim_note"] = why_not
     if not distributed.is_main_process():
         return
     if args.json:
@@ -151,8 +155,9 @@ def cmd_score(args: argparse.Namespace) -> None:
         head = f"{result['model']} on {args.data} ({args.split}, {len(ll)} rows): "
         value = f"{result['log_likelihood']:.3f} +- {result['log_likelihood_stderr']:.3f} nats"
         if model.capabilities.score_is_density:
-            print(f"{head}log p(x) = {value}, {result['bits_per_dim']:.4f} bits/dim, "
-                  f"ELBO {result['elbo']:.3f}")
+            bits = (f"{bits:.4f} bits/dim" if bits is not None
+                    else f"no bits/dim ({why_not})")
+            print(f"{head}log p(x) = {value}, {bits}, ELBO {result['elbo']:.3f}")
         else:
             print(f"{head}log p(x | z = f(x)) = {value} (decoder log-likelihood at the code; "
                   "not a density of x)")

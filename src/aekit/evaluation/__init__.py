@@ -24,13 +24,15 @@ from aekit.evaluation.evaluate import FeatureExtractor, evaluate, format_table
 from aekit.evaluation.model_measures import (
     ACTIVE_UNIT_THRESHOLD,
     active_units,
+    bits_per_dim_of,
     importance_sampled_log_likelihood,
     kl_per_dimension,
     reconstruction_error,
 )
 
 __all__ = [
-    "ACTIVE_UNIT_THRESHOLD", "FeatureExtractor", "active_units", "bits_per_dim", "continuity",
+    "ACTIVE_UNIT_THRESHOLD", "FeatureExtractor", "active_units", "bits_per_dim",
+    "bits_per_dim_of", "continuity",
     "evaluate", "format_table", "frechet_distance", "importance_sampled_log_likelihood",
     "kl_per_dimension", "knn_accuracy", "linear_probe_accuracy", "log_mean_exp",
     "mean_and_stderr", "precision_recall", "reconstruction_error", "reconstruction_mse",

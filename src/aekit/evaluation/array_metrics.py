@@ -3,17 +3,121 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 from sklearn.neighbors import KNeighborsClassifier
 
+from aekit.data.streaming import iter_chunks
 from aekit.distributions import log_mean_exp  # noqa: F401  (re-exported)
 from aekit.exceptions import InputError
 
+#: likelihoods whose log p(x) is the log of a probability (of binary values, of 256 levels)
+DISCRETE_LIKELIHOODS = ("bernoulli", "categorical")
+#: likelihoods whose log p(x) is the log of a density on a continuum
+CONTINUOUS_LIKELIHOODS = ("gaussian", "gaussian_learned", "laplace", "continuous_bernoulli")
+#: rows read at a time when data (an array or a source to stream) are checked for 0/1
+_CHECK_ROWS = 65536
 
-def bits_per_dim(log_likelihood: np.ndarray | float, n_features: int) -> np.ndarray | float:
-    """Convert log p(x) in nats to bits per dimension: ``-ll / (D ln 2)``."""
-    return -np.asarray(log_likelihood) / (n_features * math.log(2.0))
+
+def is_binary(X: Any) -> bool:
+    """Whether every value of ``X`` (an array, or a source read chunk by chunk) is 0 or 1.
+
+    Examples
+    --------
+    >>> is_binary(np.array([[0.0, 1.0], [1.0, 1.0]])), is_binary(np.array([[0.5, 1.0]]))
+    (True, False)
+    """
+    return all(bool(np.all((chunk == 0) | (chunk == 1))) for chunk in iter_chunks(X, _CHECK_ROWS))
+
+
+def bits_per_dim_refusal(likelihood: str, X: Any = None,
+                         dequantized: bool = False) -> tuple[str, str] | None:
+    """Why ``-log p(x) / (D ln 2)`` would not be bits per dimension for this likelihood and
+    data: ``(short reason, what to do)``, or None when it is (see :func:`bits_per_dim`)."""
+    if likelihood in CONTINUOUS_LIKELIHOODS:
+        if dequantized:
+            return None
+        return (f"{likelihood!r} is a density, not a probability: bits need dequantised "
+                f"8-bit data",
+                "-log p(x) / (D ln 2) of a density depends on the data's units and can be "
+                "negative; for 8-bit values scaled to [0, 1] and scored after uniform "
+                "dequantisation pass dequantized=True, or use likelihood='categorical'")
+    if dequantized:
+        return (f"dequantized=True applies to continuous likelihoods; {likelihood!r} "
+                f"already gives probabilities",
+                "leave dequantized=False")
+    if likelihood == "bernoulli":
+        if X is None:
+            return ("'bernoulli' needs the scored rows X to tell binary data from grey "
+                    "levels", "pass X")
+        if not is_binary(X):
+            return ("'bernoulli' on grey levels is not a likelihood",
+                    "Bernoulli probabilities sum to 1 over x in {0, 1} only; score a fixed "
+                    "binarization (aekit.datasets.binarize) or use likelihood='categorical'")
+        return None
+    if likelihood == "categorical":
+        return None
+    return (f"unknown likelihood {likelihood!r}",
+            f"use one of {', '.join(DISCRETE_LIKELIHOODS + CONTINUOUS_LIKELIHOODS)}")
+
+
+def bits_per_dim(log_likelihood: np.ndarray | float, n_features: int,
+                 likelihood: str | None = None, *, X: Any = None,
+                 dequantized: bool = False) -> np.ndarray | float:
+    """Convert log p(x) in nats to bits per dimension where that means something.
+
+    Bits per dimension are a code length, ``-log2 P(x) / D``, so ``log_likelihood`` must
+    be the log of a probability:
+
+    - ``"categorical"`` (a probability over 256 grey levels) and ``"bernoulli"`` on
+      binary rows ``X``: ``-ll / (D ln 2)``;
+    - ``"bernoulli"`` on grey levels is refused: its log p(x) is not a log-likelihood
+      (Bernoulli probabilities sum to 1 over {0, 1} only), so no number is right;
+    - continuous likelihoods (``"gaussian"``, ``"gaussian_learned"``, ``"laplace"``,
+      ``"continuous_bernoulli"``) give densities, refused unless ``dequantized=True``:
+      for 8-bit values scaled to [0, 1] and scored after uniform dequantisation
+      (x = (k + u) / 256, u ~ U[0, 1)), ``(-ll + D ln 256) / (D ln 2)`` bounds the bits
+      per dimension of the 8-bit values from above (Theis et al., "A note on the
+      evaluation of generative models", 2016, arXiv:1511.01844);
+    - ``likelihood=None``: ``-ll / (D ln 2)``, the caller vouching that ``ll`` is the log
+      of a probability.
+
+    Parameters
+    ----------
+    log_likelihood : float or ndarray
+        log p(x) in nats (per row, or their mean).
+    n_features : int
+        D, the number of values per row.
+    likelihood : str, optional
+        The model's ``likelihood``.
+    X : array-like or source, optional
+        The scored rows; needed for ``"bernoulli"`` (are they binary?).
+    dequantized : bool, default=False
+        ``log_likelihood`` of a continuous likelihood was computed on dequantised 8-bit
+        data in [0, 1].
+
+    Raises
+    ------
+    aekit.exceptions.InputError
+        Where the number would not be bits per dimension, saying why.
+
+    Examples
+    --------
+    >>> bits_per_dim(-64 * np.log(2), 64, "categorical")
+    1.0
+    >>> bits_per_dim(0.0, 64, "gaussian", dequantized=True)   # log2(256)
+    8.0
+    """
+    if likelihood is not None:
+        refusal = bits_per_dim_refusal(likelihood, X, dequantized)
+        if refusal is not None:
+            raise InputError(f"no bits per dimension: {refusal[0]}; {refusal[1]}")
+    nats = -np.asarray(log_likelihood, dtype=np.float64)
+    if dequantized:
+        nats = nats + n_features * math.log(256.0)
+    bits = nats / (n_features * math.log(2.0))
+    return float(bits) if bits.ndim == 0 else bits
 
 
 def reconstruction_mse(X: np.ndarray, X_hat: np.ndarray) -> float:

@@ -30,7 +30,6 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.utils.validation import check_is_fitted
 
 from aekit.evaluation.array_metrics import (
-    bits_per_dim,
     continuity,
     frechet_distance,
     knn_accuracy,
@@ -44,6 +43,7 @@ from aekit.evaluation.model_measures import (
     _flat,
     _given,
     active_units,
+    bits_per_dim_or_reason,
     has_kl_per_dimension,
     importance_sampled_log_likelihood,
     kl_per_dimension,
@@ -166,17 +166,23 @@ def evaluate(model: Any, X_test: Any, y_test: Any = None, *, X_train: Any = None
     -------
     dict
         Plain floats, ints, lists and strings (``json.dumps`` works; an undefined value is
-        None). Top level: ``model`` (class name), ``n_components``, ``n_test``, and:
+        None). Top level: ``model`` (class name), ``n_components``, ``n_test``,
+        ``conditioned_on_labels`` (True, for a conditional model only: every number below
+        was computed given ``y_test``, so it is not comparable with an unconditional
+        model's), and:
 
         - ``density`` (models with importance weights only): ``log_likelihood`` (mean
           nats per row), ``log_likelihood_stderr`` (its standard error across rows),
           ``importance_sampling_stderr`` (the mean per-row standard error of the
-          estimate), ``bits_per_dim``, ``elbo``, ``k``, ``kl_per_dimension`` (list),
-          ``kl_total``, ``active_units``. For the other latent-variable models (M2,
-          whose weights also depend on the class; VQ-VAE, whose likelihood is an exact
-          sum over codes) the model's own ``score_samples``, ``elbo`` and ``k`` (its
-          ``n_importance_samples``, None when exact), no per-row error or KL. No
-          ``density`` for deterministic autoencoders (AE and its subclasses).
+          estimate), ``bits_per_dim`` (None, with a ``bits_per_dim_note`` saying why,
+          unless the likelihood gives probabilities: "categorical", or "bernoulli" on
+          binary rows; see :func:`~aekit.evaluation.bits_per_dim`), ``elbo``, ``k``,
+          ``kl_per_dimension`` (list), ``kl_total``, ``active_units``. For the other
+          latent-variable models (M2, whose weights also depend on the class; VQ-VAE,
+          whose likelihood is an exact sum over codes) the model's own
+          ``score_samples``, ``elbo`` and ``k`` (its ``n_importance_samples``, None when
+          exact), no per-row error or KL. No ``density`` for deterministic autoencoders
+          (AE and its subclasses).
         - ``manifold``: ``reconstruction_nll`` (nats per row, the model's likelihood),
           ``reconstruction_mse``, ``trustworthiness``, ``continuity`` (on at most
           ``NEIGHBOURHOOD_ROWS`` test rows).
@@ -207,6 +213,10 @@ def evaluate(model: Any, X_test: Any, y_test: Any = None, *, X_train: Any = None
     out: dict[str, Any] = {"model": type(model).__name__, "n_components": model.n_components,
                            "n_test": len(X_flat)}
     caps = model.capabilities
+    if caps.conditional:
+        # codes, log p(x|y), reconstructions and samples are all given the true test labels:
+        # say so, so that the numbers are not read against unconditional models'
+        out["conditioned_on_labels"] = True
     if caps.importance_weights:
         out["density"] = _density(model, X_test, y_test, k, random_state)
     elif caps.score_is_density:
@@ -250,8 +260,7 @@ def _density(model: Any, X: Any, y: Any, k: int, random_state: Any) -> dict[str,
     ll, se = importance_sampled_log_likelihood(model, X, k, y=y, random_state=random_state)
     mean, stderr = mean_and_stderr(ll)
     out = {"log_likelihood": mean, "log_likelihood_stderr": stderr,
-           "importance_sampling_stderr": float(np.mean(se)),
-           "bits_per_dim": float(bits_per_dim(mean, math.prod(model.input_shape_))),
+           "importance_sampling_stderr": float(np.mean(se)), **_bits(model, mean, X),
            "elbo": float(np.mean(model.elbo(X, *_given(model, y)))), "k": k}
     if has_kl_per_dimension(model):
         kl = kl_per_dimension(model, X, y=y, random_state=random_state)
@@ -264,13 +273,21 @@ def _own_density(model: Any, X: Any) -> dict[str, Any]:
     """For a latent-variable model this module does not importance-sample: its own
     ``score_samples`` (M2 sums its classes out, VQ-VAE sums its codes exactly)."""
     mean, stderr = mean_and_stderr(model.score_samples(X))
-    out = {"log_likelihood": mean, "log_likelihood_stderr": stderr,
-           "bits_per_dim": float(bits_per_dim(mean, math.prod(model.input_shape_))),
+    out = {"log_likelihood": mean, "log_likelihood_stderr": stderr, **_bits(model, mean, X),
            "elbo": float(np.mean(model.elbo(X))),
            "k": model.get_params().get("n_importance_samples")}
     if model.capabilities.posterior:        # units of a Gaussian posterior, N(0, I)-scaled
         out["active_units"] = active_units(model, X)
     return out
+
+
+def _bits(model: Any, mean_log_likelihood: float, X: Any) -> dict[str, Any]:
+    """``bits_per_dim``, None with a ``bits_per_dim_note`` saying why where the mean
+    log-likelihood is not a code length (a continuous likelihood, Bernoulli on grey levels):
+    the key stays, so readers of the results find it either way."""
+    value, why = bits_per_dim_or_reason(model, mean_log_likelihood, X)
+    return {"bits_per_dim": value} if why is None else {"bits_per_dim": None,
+                                                          "bits_per_dim_note": why}
 
 
 def _neighbourhoods(X: np.ndarray, Z: np.ndarray, n_neighbors: int) -> dict[str, float]:
@@ -322,8 +339,10 @@ def format_table(results: dict[str, Any]) -> str:
             rows.append((f"{section}.{name}", _cell(value),
                          _cell(baseline.get(section, {}).get(name, ""))))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    given = (", conditioned on the true labels" if results.get("conditioned_on_labels")
+             else "")
     lines = [f"{results.get('model', 'model')}, {results.get('n_components')} components, "
-             f"{results.get('n_test')} test rows"]
+             f"{results.get('n_test')} test rows{given}"]
     for i, row in enumerate(rows):
         lines.append(f"{row[0]:<{widths[0]}}  {row[1]:>{widths[1]}}  {row[2]:>{widths[2]}}")
         if i == 0:

@@ -20,6 +20,8 @@ from aekit.estimator import latent
 from aekit.estimator.inference import EVAL_MEMORY_BUDGET, bytes_per_row, rows_per_chunk
 from aekit.estimator.latent import ACTIVE_UNIT_THRESHOLD
 from aekit.evaluation.array_metrics import (
+    bits_per_dim,
+    bits_per_dim_refusal,
     reconstruction_mse,
 )
 from aekit.exceptions import InputError
@@ -171,6 +173,51 @@ def importance_sampled_log_likelihood(
             lls.append(ll.cpu().numpy())
             ses.append(se.cpu().numpy())
     return np.concatenate(lls), np.concatenate(ses)
+
+
+def bits_per_dim_of(model: Any, log_likelihood: np.ndarray | float, X: Any = None, *,
+                    dequantized: bool = False) -> np.ndarray | float:
+    """Bits per dimension of a fitted model's log-likelihood of the rows ``X``, where they
+    mean something (:func:`~aekit.evaluation.bits_per_dim` with the model's likelihood
+    and D).
+
+    Raises :class:`~aekit.exceptions.InputError` saying why otherwise: a deterministic
+    code's score (not a density), a continuous likelihood on data not declared
+    ``dequantized``, or ``"bernoulli"`` on grey levels.
+
+    Examples
+    --------
+    >>> import aekit
+    >>> X, _ = aekit.datasets.load("digits")
+    >>> vae = aekit.VAE(likelihood="categorical", hidden_layer_sizes=(16,), max_iter=1,
+    ...                 n_importance_samples=2, random_state=0).fit(X[:50])
+    >>> bpd = bits_per_dim_of(vae, vae.score(X[:5]), X[:5])
+    >>> 0 < bpd < 9
+    True
+    """
+    reason = _bits_per_dim_reason(model, X, dequantized)
+    if reason is not None:
+        raise InputError(f"no bits per dimension for {type(model).__name__}: {reason[0]}; "
+                         f"{reason[1]}")
+    return bits_per_dim(log_likelihood, math.prod(model.input_shape_), model.likelihood, X=X,
+                        dequantized=dequantized)
+
+
+def bits_per_dim_or_reason(model: Any, log_likelihood: float, X: Any = None
+                           ) -> tuple[float | None, str | None]:
+    """``(bits per dimension, None)`` where they mean something, else ``(None, a short
+    reason)``: what reports, ``evaluate`` and the command line show."""
+    reason = _bits_per_dim_reason(model, X, False)
+    if reason is not None:
+        return None, reason[0]
+    return float(bits_per_dim_of(model, log_likelihood, X)), None
+
+
+def _bits_per_dim_reason(model: Any, X: Any, dequantized: bool) -> tuple[str, str] | None:
+    if not model.capabilities.score_is_density:
+        return ("its score is log p(x | z = f(x)), not a density of x",
+                "bits per dimension need a latent-variable model's log p(x)")
+    return bits_per_dim_refusal(model.likelihood, X, dequantized)
 
 
 def _no_weights_message(model: Any) -> str:

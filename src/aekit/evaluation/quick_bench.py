@@ -41,6 +41,10 @@ SETTINGS = {
 }
 
 
+#: marks a row of the model table computed given the true test labels (a conditional model)
+CONDITIONED_MARK = " †"
+
+
 def _fit(name: str, X: np.ndarray, y: np.ndarray, n_components: int, s: dict) -> Any:
     model = get_model(name, n_components=n_components, likelihood="bernoulli",
                       hidden_layer_sizes=s["hidden_layer_sizes"], max_iter=s["max_iter"],
@@ -59,7 +63,10 @@ def model_table(s: dict, X, y, X_test, y_test, log) -> list[dict]:
                      feature_extractor=extractor)
         if not model.capabilities.score_is_density:  # log p(x | z = f(x)), marked *
             r.setdefault("density", {})["log_likelihood"] = model.score(X_test)
-        rows.append({"name": name, "seconds": seconds, "result": r})
+        # a conditional model is evaluated given the test labels (evaluate marks it too)
+        conditioned = bool(model.capabilities.conditional)
+        rows.append({"name": name, "seconds": seconds, "result": r,
+                     "conditioned_on_labels": conditioned})
         log(f"{name}: {seconds:.1f} s")
     return rows
 
@@ -114,7 +121,8 @@ def render(mode: str, s: dict, rows: list[dict], codes: list, seconds: float) ->
         m, d, g = res.get("manifold", {}), res.get("density", {}), res.get("generation", {})
         ll = d.get("log_likelihood")
         star = "" if model_is_density(r["name"]) else " *"
-        lines.append(f"| {res['model']} | {_f(m.get('reconstruction_mse'), '.4f')} | "
+        given = CONDITIONED_MARK if r.get("conditioned_on_labels") else ""
+        lines.append(f"| {res['model']}{given} | {_f(m.get('reconstruction_mse'), '.4f')} | "
                      f"{_f(ll, '.2f')}{star if ll is not None else ''} | "
                      f"{_f(res.get('representation', {}).get('knn1_accuracy'))} | "
                      f"{_f(g.get('frechet_distance'), '.1f')} | {_f(g.get('precision'), '.2f')} | "
@@ -125,6 +133,10 @@ def render(mode: str, s: dict, rows: list[dict], codes: list, seconds: float) ->
                  f"{_f(base.get('representation', {}).get('knn1_accuracy'))} | "
                  f"{_f(bg.get('frechet_distance'), '.1f')} | {_f(bg.get('precision'), '.2f')} | "
                  f"{_f(bg.get('recall'), '.2f')} | |")
+    if any(r.get("conditioned_on_labels") for r in rows):
+        lines += ["", f"{CONDITIONED_MARK.strip()} Conditioned on the true test labels: its "
+                  "codes, log p(x|y), reconstructions and samples are given y_test, so this "
+                  "row is not comparable with the unconditional ones."]
     lines += ["", "2-D codes (same settings, 2 latent dimensions): 1-NN accuracy (fitted on "
               "training codes, scored on test codes) and trustworthiness (k=5) of the test codes.",
               "", "| method | 1-NN acc | trustworthiness |", "|---|---|---|"]

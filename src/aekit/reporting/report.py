@@ -24,8 +24,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from aekit._version import __version__
 from aekit.data import datasets
-from aekit.evaluation.array_metrics import bits_per_dim, knn_accuracy, reconstruction_mse
-from aekit.evaluation.model_measures import has_kl_per_dimension
+from aekit.evaluation.array_metrics import knn_accuracy, reconstruction_mse
+from aekit.evaluation.model_measures import bits_per_dim_or_reason, has_kl_per_dimension
 from aekit.exceptions import InputError
 from aekit.reporting import plotting
 
@@ -113,17 +113,22 @@ def _metrics(model: Any, X: Any, y: Any, X_eval: Any, y_eval: Any, on_test: bool
     k = model.n_components
     D = math.prod(model.input_shape_)
     ll = model.score(X_eval, *_given(model, y_eval))
-    rows = [
-        ("mean log-likelihood [nats]", _fmt(ll), "n/a", _likelihood_meaning(model)),
-        ("bits per dimension", _fmt(float(bits_per_dim(ll, D))), "n/a",
-         f"-log-likelihood / (D ln 2) with D = {D}; smaller is better"),
-    ]
+    rows = [("mean log-likelihood [nats]", _fmt(ll), "n/a", _likelihood_meaning(model))]
+    notes = []
+    # only where the log-likelihood is the log of a probability; a number elsewhere would
+    # look comparable with published bits per dimension and is not
+    bits, why_not = bits_per_dim_or_reason(model, ll, X_eval)
+    if bits is None:
+        notes.append(f"No bits per dimension: {why_not}.")
+    else:
+        rows.append(("bits per dimension", _fmt(bits), "n/a",
+                     f"-log-likelihood / (D ln 2) with D = {D}, {model.likelihood!r} giving "
+                     "probabilities; smaller is better"))
     if model.capabilities.posterior:
         elbo = float(np.mean(model.elbo(X_eval, *_given(model, y_eval))))
         rows.append(("ELBO [nats]", _fmt(elbo), "n/a",
                      "evidence lower bound E_q[log p(x|z)] - KL(q(z|x) || p(z)); "
                      "at most log p(x)"))
-    notes = []
     X_flat, X_eval_flat = _flat(X), _flat(X_eval)
     pca = None
     if k <= min(X_flat.shape):
