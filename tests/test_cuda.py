@@ -42,9 +42,10 @@ def test_every_model_fits_and_scores_on_cuda(name, precision, digits):
     model.fit(X, _labels(name, y))
     assert next(model.module_.parameters()).device.type == "cuda"
     assert np.isfinite(model.history_["loss"]).all()
-    codes = model.transform(X[:50])
+    given = (y[:50],) if model.capabilities.conditional else ()
+    codes = model.transform(X[:50], *given)
     assert isinstance(codes, np.ndarray) and np.isfinite(codes).all()
-    scores = model.score_samples(X[:50])
+    scores = model.score_samples(X[:50], *given)
     assert scores.shape == (50,) and np.isfinite(scores).all()
 
 
