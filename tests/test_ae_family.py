@@ -54,6 +54,20 @@ def test_linear_ae_spans_the_pca_subspace(digits, k):
     assert angles.max() < 5.0, angles   # measured: k=2 [0.95 0.77], k=5 [1.13 ... 0.57]
 
 
+def test_the_lectures_single_layer_linear_ae_spans_the_pca_subspace(digits):
+    """``hidden_layer_sizes=()``: one linear layer each way, x -> W x + b -> V z + c."""
+    X, _ = digits
+    ae = aekit.AE(n_components=2, hidden_layer_sizes=(), activation="identity",
+                  max_iter=150, learning_rate=3e-2, batch_size=256, n_iter_no_change=1000,
+                  random_state=0).fit(X)
+    assert [type(m).__name__ for m in ae.module_.encoder] == ["Linear"]
+    assert [type(m).__name__ for m in ae.module_.decoder] == ["Linear"]
+    basis = ae.module_.decoder[0].weight.detach().numpy()                         # (D, k)
+    angles = np.degrees(subspace_angles(basis, PCA(2).fit(X).components_.T))
+    # gradient descent without hidden layers converges slowly along close eigenvalues
+    assert angles.max() < 10.0, angles   # measured: [5.33 0.82]
+
+
 # ------------------------------------------------------------------- the family
 
 

@@ -49,12 +49,14 @@ from __future__ import annotations
 import inspect
 import math
 import numbers
+import warnings
 from numbers import Integral, Real
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted
 from torch import Tensor, nn
@@ -64,7 +66,7 @@ from aekit import persistence
 from aekit.data import streaming
 from aekit.data.sources import Source
 from aekit.distributions import LIKELIHOODS, get_likelihood
-from aekit.estimator import inference, validation
+from aekit.estimator import inference, latent, validation
 from aekit.estimator.capabilities import Capabilities
 from aekit.exceptions import InputError, input_checks
 from aekit.nn import ACTIVATIONS, ARCHITECTURES, build_decoder, build_encoder
@@ -277,8 +279,10 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
 
     def _on_epoch_end(self, epoch: int, x: Tensor) -> dict[str, Any]:
         """Extra numbers (floats or lists of floats) for this epoch's ``history_`` row;
-        ``x`` are the training rows (a fixed binarization with ``binarize="dynamic"``)."""
-        return {}
+        ``x`` are the training rows (a fixed binarization with ``binarize="dynamic"``).
+        By default, for models with a Gaussian posterior and prior: ``active_units`` and
+        ``kl_per_dim`` on up to 2048 rows spread over the training data."""
+        return latent.summary(self, latent.spread_rows(x))
 
     def _after_fit(self, x: Tensor) -> None:
         """Called once after training with the training rows (on the device; a fixed
@@ -383,6 +387,8 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         except BaseException:
             self._clear_fitted()
             raise
+        if self.history_.get("active_units", [None])[-1] == 0:
+            warnings.warn(latent.collapse_message(self), ConvergenceWarning, stacklevel=2)
         return self
 
     def _clear_fitted(self) -> None:

@@ -54,13 +54,38 @@ def kl_per_row(q: Normal, prior: Distribution, exact: bool, eps: Tensor | None) 
     return (q.log_prob(z) - prior.log_prob(z)).mean(0)                        # (B, k)
 
 
+#: rows the per-epoch latent statistics of ``history_`` are computed on (spread evenly
+#: over the training rows; a full pass would cost a forward pass over the data each epoch)
+HISTORY_ROWS = 2048
+
+
+def spread_rows(x: Any, n: int = HISTORY_ROWS) -> Any:
+    """At most ``n`` rows of ``x`` taken at an even stride (a tensor or streamed rows), so
+    sorted data are still covered end to end."""
+    step = max(1, -(-len(x) // n))
+    return x if step == 1 else x[::step]
+
+
+def collapse_message(est: Any) -> str:
+    """What to change when every latent unit of ``est`` is inactive."""
+    fixes = {"gaussian": f"likelihood='gaussian' with a fixed sigma of {est.likelihood_scale:g} "
+                         "is a weak reconstruction term for data of small variance: use "
+                         "likelihood='gaussian_learned', or scale the features to unit "
+                         "variance, or 'bernoulli' for data in [0, 1]"}
+    return (f"{type(est).__name__}: every latent unit is inactive (posterior collapse: "
+            f"Cov_x(E_q[z_j|x]) <= {ACTIVE_UNIT_THRESHOLD} for all {est.n_components}), so "
+            "the codes carry no information about x. "
+            + fixes.get(est.likelihood, "lower the KL weight (beta), use a KL warm-up or "
+                        "free bits (BetaVAE), or train longer"))
+
+
 def summary(est: Any, x: Any, chunk: int = 4096) -> dict[str, Any]:
     """Active units and the mean KL per dimension over the rows ``x`` (a device tensor
     or streamed rows) of an unconditional model with a Normal-factor prior: what
     ``history_`` records each epoch."""
     marginals = prior_marginals(est)
-    if marginals is None or not marginals[1]:
-        return {}
+    if marginals is None or not marginals[1] or est.capabilities.conditional:
+        return {}       # (a conditional posterior needs the rows' conditions)
     prior = marginals[0]
     means, kl_sum = [], None
     for start in range(0, len(x), chunk):

@@ -64,13 +64,16 @@ def check_support(likelihood: str, X: Any) -> None:
 
 
 def check_hidden_layer_sizes(hidden_layer_sizes: Any) -> None:
+    """Positive integer widths; ``()`` gives the single-layer (linear when
+    ``activation="identity"``) encoder and decoder of the lecture's linear autoencoder."""
     sizes = hidden_layer_sizes
     if isinstance(sizes, numbers.Integral):
         sizes = (sizes,)
-    sizes = list(sizes)
-    if not sizes or not all(isinstance(s, numbers.Integral) and s > 0 for s in sizes):
-        raise InputError(f"hidden_layer_sizes must be a non-empty sequence of positive "
-                         f"integers; got {hidden_layer_sizes!r}")
+    if isinstance(sizes, (str, bytes)) or not all(
+            isinstance(s, numbers.Integral) and not isinstance(s, bool) and s > 0
+            for s in sizes):
+        raise InputError(f"hidden_layer_sizes must be a sequence of positive integers (() "
+                         f"for a single layer); got {hidden_layer_sizes!r}")
 
 
 def check_binarize(binarize: str, X: np.ndarray) -> None:
