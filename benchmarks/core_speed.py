@@ -27,6 +27,7 @@ from torch import nn
 
 import aekit
 from aekit.evaluation.quick_bench import machine_description, update_section
+from aekit.runtime import flush_denormal
 
 HIDDEN, LATENT, BATCH, LR = (512, 256), 16, 128, 1e-3
 
@@ -64,7 +65,13 @@ class BareVAE(nn.Module):
         return np.concatenate(out)
 
 
-def bare_fit(X: torch.Tensor, epochs: int, seed: int) -> tuple[BareVAE, list[float]]:
+def bare_fit(X: torch.Tensor, epochs: int, seed: int, flush: bool
+             ) -> tuple[BareVAE, list[float]]:
+    with flush_denormal(flush):     # the same floating-point mode as aekit's run
+        return _bare_fit(X, epochs, seed)
+
+
+def _bare_fit(X: torch.Tensor, epochs: int, seed: int) -> tuple[BareVAE, list[float]]:
     torch.manual_seed(seed)
     model = BareVAE(X.shape[1])
     try:
@@ -84,11 +91,11 @@ def bare_fit(X: torch.Tensor, epochs: int, seed: int) -> tuple[BareVAE, list[flo
     return model, times
 
 
-def aekit_fit(X: np.ndarray, epochs: int, seed: int, k: int) -> aekit.VAE:
+def aekit_fit(X: np.ndarray, epochs: int, seed: int, k: int, flush: bool) -> aekit.VAE:
     return aekit.VAE(n_components=LATENT, hidden_layer_sizes=HIDDEN, likelihood="bernoulli",
                      batch_size=BATCH, learning_rate=LR, max_iter=epochs, tol=0.0,
                      n_iter_no_change=epochs + 1, n_importance_samples=k, random_state=seed,
-                     device="cpu").fit(X)
+                     device="cpu", flush_denormal=flush).fit(X)
 
 
 def main() -> None:
@@ -97,6 +104,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--k", type=int, default=1000)
     ap.add_argument("--n-test-nll", type=int, default=2000)
+    ap.add_argument("--fp-mode", choices=("flush", "ieee"), default="flush",
+                    help="both loops with subnormals flushed to zero (aekit's default) or "
+                         "both with IEEE gradual underflow")
     ap.add_argument("--write", help="update this markdown file's core_speed section")
     args = ap.parse_args()
 
@@ -105,9 +115,10 @@ def main() -> None:
     Xt, Xt_test = torch.from_numpy(X), torch.from_numpy(X_test)
     ours, bare, models = [], [], {}
     for r in range(args.rounds):
-        vae = aekit_fit(X, args.epochs, seed=r, k=args.k)
+        flush = args.fp_mode == "flush"
+        vae = aekit_fit(X, args.epochs, seed=r, k=args.k, flush=flush)
         ours += vae.history_["time"][1:]
-        net, times = bare_fit(Xt, args.epochs, seed=r)
+        net, times = bare_fit(Xt, args.epochs, seed=r, flush=flush)
         bare += times[1:]
         models = {"aekit": vae, "bare": net}
         print(f"round {r}: aekit {statistics.median(vae.history_['time'][1:]):.2f} s/epoch, "
@@ -127,7 +138,7 @@ def main() -> None:
     result = {
         "machine": machine_description(),
         "torch": torch.__version__, "aekit": aekit.__version__,
-        "epochs": args.epochs, "rounds": args.rounds,
+        "epochs": args.epochs, "rounds": args.rounds, "fp_mode": args.fp_mode,
         "aekit_s_per_epoch": statistics.median(ours), "bare_s_per_epoch": statistics.median(bare),
         "ratio": statistics.median(ours) / statistics.median(bare),
         "aekit_neg_elbo": float(-vae.elbo(X_test).mean()), "bare_neg_elbo": elbo_bare,
@@ -141,7 +152,7 @@ def main() -> None:
 
 def write_section(path: Path, r: dict) -> None:
     table = f"""<!-- core_speed:start -->
-Command: `python benchmarks/core_speed.py --epochs {r['epochs']} --rounds {r['rounds']} --k {r['k']} --write BENCHMARKS.md`
+Command: `python benchmarks/core_speed.py --epochs {r['epochs']} --rounds {r['rounds']} --k {r['k']} --fp-mode {r['fp_mode']} --write BENCHMARKS.md` (both loops {"with subnormals flushed to zero" if r['fp_mode'] == "flush" else "in IEEE mode, subnormals kept"})
 Machine: {r['machine']}; torch {r['torch']}; aekit {r['aekit']}.
 
 | loop | s / epoch (median, epochs 2+) | test -ELBO (10k) | test NLL, K={r['k']} (first {r['n_test_nll']}) |
