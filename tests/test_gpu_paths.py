@@ -382,3 +382,29 @@ def test_deterministic_algorithms_disabled_changes_nothing(monkeypatch):
     with deterministic_algorithms(False):
         assert not torch.are_deterministic_algorithms_enabled()
         assert "CUBLAS_WORKSPACE_CONFIG" not in os.environ
+
+
+def test_sharded_evaluation_moves_a_model_loaded_on_gpu_0_to_the_ranks_gpu():
+    from types import SimpleNamespace
+
+    moved = []
+
+    class OnGpu0(torch.nn.Module):
+        def parameters(self, recurse=True):
+            yield SimpleNamespace(device=torch.device("cuda", 0))
+
+        def to(self, device):
+            moved.append(device)
+            return self
+
+    class Model:
+        module_ = OnGpu0()
+
+        def transform(self, X):
+            return X
+
+    distributed._onto(torch.device("cuda", 1), Model().transform)
+    distributed._onto(torch.device("cuda", 0), Model().transform)     # already there
+    distributed._onto(torch.device("cpu"), Model().transform)
+    distributed._onto(torch.device("cuda", 1), len)                   # not a model's method
+    assert moved == [torch.device("cuda", 1)]

@@ -208,9 +208,11 @@ def map_sharded(fn: Callable[[Any], np.ndarray], X: Any, device: str = "auto") -
 
         codes = aekit.training.distributed.map_sharded(model.transform, X)
     """
-    world = setup(local_device(resolve_device(device)))
+    here = local_device(resolve_device(device))
+    world = setup(here)
     if world.size == 1:
         return fn(X)
+    _onto(here, fn)
     n = X.n_rows if isinstance(X, Source) else len(X)
     cuts = np.linspace(0, n, world.size + 1).astype(np.int64)
     a, b = int(cuts[world.rank]), int(cuts[world.rank + 1])
@@ -220,6 +222,18 @@ def map_sharded(fn: Callable[[Any], np.ndarray], X: Any, device: str = "auto") -
         probe = RowRange(X, 0, 1) if isinstance(X, Source) else X[:1]
         mine = fn(probe)[:0]
     return all_gather_rows(mine, world)
+
+
+def _onto(device: torch.device, fn: Any) -> None:
+    """Move the weights of the model ``fn`` is a method of (``model.transform``) to this
+    process's GPU when they are on another one: a model loaded before the process group
+    existed (``aekit.load`` with ``"cuda"``) sits on every rank's GPU 0."""
+    module = getattr(getattr(fn, "__self__", None), "module_", None)
+    if device.type != "cuda" or not isinstance(module, nn.Module):
+        return
+    where = next(module.parameters(), None)
+    if where is not None and where.device.type == "cuda" and where.device != device:
+        module.to(device)
 
 
 class LossModule(nn.Module):
