@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -36,7 +37,7 @@ from aekit.cli.support import (
 from aekit.data import datasets, streaming
 from aekit.data.streaming import head
 from aekit.evaluation.evaluate import FeatureExtractor, evaluate, format_table
-from aekit.evaluation.model_measures import bits_per_dim_or_reason
+from aekit.evaluation.model_measures import density_summary
 from aekit.evaluation.quick_bench import run
 from aekit.exceptions import InputError
 from aekit.reporting.report import write_report
@@ -129,31 +130,29 @@ def cmd_score(args: argparse.Namespace) -> None:
     ll = distributed.map_sharded(model.score_samples, X)
     if args.output and distributed.is_main_process():
         streaming.write_rows(args.output, iter([ll[:, None]]), len(ll), column_prefix="log_p")
+    elbo = distributed.map_sharded(model.elbo, X)
     result = {
         "model": type(model).__name__,
         "data": args.data,
         "split": args.split,
         "n_samples": int(len(ll)),
-        "log_likelihood": float(np.mean(ll)),
-        "log_likelihood_stderr": float(np.std(ll, ddof=1) / np.sqrt(len(ll)))
-        if len(ll) > 1 else 0.0,
-        "bits_per_dim": None,
-        "elbo": float(np.mean(distributed.map_sharded(model.elbo, X))),
+        # bits_per_dim: None (the key kept) with the reason where -ll / (D ln 2) is no
+        # code length: a deterministic code, a continuous likelihood, Bernoulli on grey levels
+        **density_summary(model, ll, elbo, X),
         "is_density": bool(model.capabilities.score_is_density),
     }
-    # None (the key kept) with the reason where -ll / (D ln 2) is no code length: a
-    # deterministic code, a continuous likelihood, Bernoulli on grey levels
-    bits, why_not = bits_per_dim_or_reason(model, float(np.mean(ll)), X)
-    result["bits_per_dim"] = bits
-    if why_not is not None:
-        result["bits_per_dim_note"] = why_not
+    if not math.isfinite(result["log_likelihood_stderr"]):     # one row: no spread to show
+        result["log_likelihood_stderr"] = None
+    bits, why_not = result["bits_per_dim"], result.get("bits_per_dim_note")
     if not distributed.is_main_process():
         return
     if args.json:
         print(json.dumps(result, indent=2))
     else:
         head = f"{result['model']} on {args.data} ({args.split}, {len(ll)} rows): "
-        value = f"{result['log_likelihood']:.3f} +- {result['log_likelihood_stderr']:.3f} nats"
+        stderr = result["log_likelihood_stderr"]
+        value = (f"{result['log_likelihood']:.3f}"
+                 + (f" +- {stderr:.3f}" if stderr is not None else "") + " nats")
         if model.capabilities.score_is_density:
             bits = (f"{bits:.4f} bits/dim" if bits is not None
                     else f"no bits/dim ({why_not})")

@@ -34,7 +34,6 @@ from aekit.evaluation.array_metrics import (
     frechet_distance,
     knn_accuracy,
     linear_probe_accuracy,
-    mean_and_stderr,
     precision_recall,
     reconstruction_mse,
     trustworthiness,
@@ -43,7 +42,7 @@ from aekit.evaluation.model_measures import (
     _flat,
     _given,
     active_units,
-    bits_per_dim_or_reason,
+    density_summary,
     has_kl_per_dimension,
     importance_sampled_log_likelihood,
     kl_per_dimension,
@@ -258,10 +257,8 @@ def evaluate(model: Any, X_test: Any, y_test: Any = None, *, X_train: Any = None
 
 def _density(model: Any, X: Any, y: Any, k: int, random_state: Any) -> dict[str, Any]:
     ll, se = importance_sampled_log_likelihood(model, X, k, y=y, random_state=random_state)
-    mean, stderr = mean_and_stderr(ll)
-    out = {"log_likelihood": mean, "log_likelihood_stderr": stderr,
-           "importance_sampling_stderr": float(np.mean(se)), **_bits(model, mean, X),
-           "elbo": float(np.mean(model.elbo(X, *_given(model, y)))), "k": k}
+    out = {**density_summary(model, ll, model.elbo(X, *_given(model, y)), X),
+           "importance_sampling_stderr": float(np.mean(se)), "k": k}
     if has_kl_per_dimension(model):
         kl = kl_per_dimension(model, X, y=y, random_state=random_state)
         out.update(kl_per_dimension=kl.tolist(), kl_total=float(kl.sum()))
@@ -272,22 +269,11 @@ def _density(model: Any, X: Any, y: Any, k: int, random_state: Any) -> dict[str,
 def _own_density(model: Any, X: Any) -> dict[str, Any]:
     """For a latent-variable model this module does not importance-sample: its own
     ``score_samples`` (M2 sums its classes out, VQ-VAE sums its codes exactly)."""
-    mean, stderr = mean_and_stderr(model.score_samples(X))
-    out = {"log_likelihood": mean, "log_likelihood_stderr": stderr, **_bits(model, mean, X),
-           "elbo": float(np.mean(model.elbo(X))),
+    out = {**density_summary(model, model.score_samples(X), model.elbo(X), X),
            "k": model.get_params().get("n_importance_samples")}
     if model.capabilities.posterior:        # units of a Gaussian posterior, N(0, I)-scaled
         out["active_units"] = active_units(model, X)
     return out
-
-
-def _bits(model: Any, mean_log_likelihood: float, X: Any) -> dict[str, Any]:
-    """``bits_per_dim``, None with a ``bits_per_dim_note`` saying why where the mean
-    log-likelihood is not a code length (a continuous likelihood, Bernoulli on grey levels):
-    the key stays, so readers of the results find it either way."""
-    value, why = bits_per_dim_or_reason(model, mean_log_likelihood, X)
-    return {"bits_per_dim": value} if why is None else {"bits_per_dim": None,
-                                                          "bits_per_dim_note": why}
 
 
 def _neighbourhoods(X: np.ndarray, Z: np.ndarray, n_neighbors: int) -> dict[str, float]:

@@ -22,6 +22,7 @@ from aekit.estimator.latent import ACTIVE_UNIT_THRESHOLD
 from aekit.evaluation.array_metrics import (
     bits_per_dim,
     bits_per_dim_refusal,
+    mean_and_stderr,
     reconstruction_mse,
 )
 from aekit.exceptions import InputError
@@ -211,6 +212,22 @@ def bits_per_dim_or_reason(model: Any, log_likelihood: float, X: Any = None
     if reason is not None:
         return None, reason[0]
     return float(bits_per_dim_of(model, log_likelihood, X)), None
+
+
+def density_summary(model: Any, log_likelihood: np.ndarray, elbo: np.ndarray | None,
+                    X: Any = None) -> dict[str, Any]:
+    """The one summary of per-row log-likelihoods that ``evaluate``, ``aekit score`` and the
+    report show: ``log_likelihood`` (mean over rows), ``log_likelihood_stderr`` (across
+    rows), ``bits_per_dim`` (None, with a ``bits_per_dim_note`` saying why, where they are
+    no code length) and ``elbo`` (mean; None when not given)."""
+    mean, stderr = mean_and_stderr(log_likelihood)
+    bits, why_not = bits_per_dim_or_reason(model, mean, X)
+    out: dict[str, Any] = {"log_likelihood": mean, "log_likelihood_stderr": stderr,
+                           "bits_per_dim": bits}
+    if why_not is not None:
+        out["bits_per_dim_note"] = why_not
+    out["elbo"] = None if elbo is None else float(np.mean(elbo))
+    return out
 
 
 def _bits_per_dim_reason(model: Any, X: Any, dequantized: bool) -> tuple[str, str] | None:
