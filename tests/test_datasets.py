@@ -495,3 +495,122 @@ def test_pickled_object_arrays_are_refused_without_unpickling(tmp_path, suffix):
     with pytest.raises(ValueError, match="pickle"):
         datasets.load(path)
     assert not marker.exists()
+
+
+# ------------------------------------------------ bombs and degenerate files (issue #21)
+
+def _npy_header_only(path: Path, shape, descr="<f4") -> Path:
+    """A .npy file whose header declares ``shape`` (and no data follows)."""
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": descr, "fortran_order": False,
+                                                 "shape": shape})
+    return path
+
+
+def test_idx_gz_header_is_checked_before_the_data_are_decompressed(tmp_path):
+    """A few KB of .gz declaring 2 GB: refused by the header, nothing decompressed."""
+    path = tmp_path / "bomb-ubyte.gz"
+    with gzip.open(path, "wb", compresslevel=1) as f:
+        f.write(bytes([0, 0, 8, 2]) + np.asarray([100_000, 20_000], ">u4").tobytes())
+        f.write(bytes(4 << 20))
+    with pytest.raises(ValueError, match=r"declares an array of shape \(100000, 20000\) "
+                       r"\(2000000000 bytes\), more than the memory budget of 1048576"):
+        datasets.load(path, memory_budget="1M")
+    zeros = tmp_path / "zeros-ubyte.gz"
+    with gzip.open(zeros, "wb", compresslevel=1) as f:
+        f.write(bytes(4 << 20))
+    with pytest.raises(ValueError, match="bad magic number"):
+        datasets.read_idx(zeros)
+
+
+PEAK = """
+import sys
+from aekit.data import datasets
+
+def peak_mb():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
+
+before = peak_mb()
+try:
+    datasets.read_idx(sys.argv[1])
+except ValueError as exc:
+    print(exc)
+print(peak_mb() - before)
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="VmHWM is Linux's")
+def test_idx_gz_with_a_small_header_and_a_huge_tail_is_read_within_its_size(tmp_path):
+    """200 MB of zeros after a valid 10x10 header (200 KB of .gz): before the header was
+    read first, the whole tail was decompressed into memory."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "tail-ubyte.gz"
+    with gzip.open(path, "wb", compresslevel=1) as f:
+        f.write(bytes([0, 0, 8, 2]) + np.asarray([10, 10], ">u4").tobytes() + bytes(100))
+        for _ in range(200):
+            f.write(bytes(1 << 20))
+    (tmp_path / "peak.py").write_text(PEAK)
+    out = subprocess.run([sys.executable, str(tmp_path / "peak.py"), str(path)],
+                         capture_output=True, text=True, timeout=300)
+    lines = out.stdout.splitlines()
+    assert len(lines) == 2 and "found more" in lines[0], out.stdout + out.stderr
+    assert float(lines[1]) < 50, f"peak grew by {lines[1]} MB"
+
+
+def test_npz_shapes_are_checked_before_decompressing(tmp_path):
+    """A compressed member declaring 400 MB is refused from its header."""
+    import zipfile
+
+    path = tmp_path / "bomb.npz"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf, \
+            zf.open("X.npy", "w", force_zip64=True) as member:
+        np.lib.format.write_array_header_1_0(member, {"descr": "<f4", "fortran_order": False,
+                                                      "shape": (100_000, 1000)})
+        for _ in range(8):
+            member.write(bytes(1 << 20))
+    assert path.stat().st_size < 100_000
+    with pytest.raises(ValueError, match=r"array 'X' of shape \(100000, 1000\) and dtype "
+                       r"float32 takes 400000000 bytes, more than the memory budget"):
+        datasets.load(path, memory_budget="100M")
+
+
+def test_npy_over_the_memory_budget_is_refused_from_its_header(tmp_path):
+    np.save(tmp_path / "x.npy", np.zeros((100, 100)))
+    with pytest.raises(ValueError, match="80000 bytes, more than the memory budget of 10240"):
+        datasets.load(tmp_path / "x.npy", memory_budget="10K")
+    assert datasets.load(tmp_path / "x.npy", memory_budget="1M")[0].shape == (100, 100)
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda p: _npy_header_only(p, (2**62, 0)), r"rows of shape \(0,\), with no values"),
+    (lambda p: np.save(p, np.zeros((5, 0), np.float32)), r"rows of shape \(0,\), with no values"),
+    (lambda p: np.save(p, np.zeros((0, 4), np.float32)), "holds no rows"),
+    (lambda p: np.save(p, np.zeros((3, 4, 0), np.float32)), r"rows of shape \(4, 0\)"),
+], ids=["2**62-by-0", "5-by-0", "0-by-4", "3-by-4-by-0"])
+def test_npy_without_values_is_refused_naming_the_file(tmp_path, make, match):
+    path = tmp_path / "x.npy"
+    make(path)
+    with pytest.raises(ValueError, match=match) as info:
+        datasets.load(path)
+    assert str(path) in str(info.value)
+
+
+def test_non_utf8_csv_is_refused_naming_the_file_and_byte(tmp_path):
+    (tmp_path / "d.csv").write_bytes(b"a,b\n1,\xff\n")
+    with pytest.raises(ValueError, match=r"d.csv' is not UTF-8 text \(byte 0xff at offset 6\)"):
+        datasets.load(tmp_path / "d.csv")
+    (tmp_path / "bom.csv").write_bytes(b"\xef\xbb\xbfa,label\n0.5,1\n")     # Excel's BOM
+    X, y = datasets.load(tmp_path / "bom.csv")
+    assert X.tolist() == [[0.5]] and y.tolist() == [1]
+
+
+def test_a_symlink_to_a_device_is_not_reported_missing(tmp_path):
+    (tmp_path / "zero.npy").symlink_to("/dev/zero")
+    with pytest.raises(ValueError, match="zero.npy' is a character device, through the symlink"):
+        datasets.read_file(tmp_path / "zero.npy")
+    (tmp_path / "gone.npy").symlink_to(tmp_path / "nowhere.npy")
+    with pytest.raises(FileNotFoundError, match="a symlink to .*nowhere.npy', which does not"):
+        datasets.read_file(tmp_path / "gone.npy")

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -18,6 +19,13 @@ from tests.conftest import SMALL, assert_same_weights, weights
 pq = pytest.importorskip("pyarrow.parquet")
 pa = pytest.importorskip("pyarrow")
 STREAM = 1000       # a memory budget (bytes) far below any test data: always stream
+
+
+def _header_only(path, shape):
+    """A .npy file whose header declares ``shape`` (no data follow)."""
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False,
+                                                 "shape": shape})
 
 
 def _npy(tmp_path, X, name="x.npy"):
@@ -53,6 +61,10 @@ def test_npy_source_reads_rows_blocks_and_integers(tmp_path):
     (lambda p: np.save(p, np.asfortranarray(np.zeros((4, 3), np.float32))), "Fortran order"),
     (lambda p: np.save(p, np.array([["a"], ["b"]])), "aekit needs numbers"),
     (lambda p: p.write_bytes(b"not an array"), "cannot read"),
+    (lambda p: _header_only(p, (2**62, 0)), r"shape \(4611686018427387904, 0\): rows with no"),
+    (lambda p: np.save(p, np.zeros((5, 0), np.float32)), r"shape \(5, 0\): rows with no values"),
+    (lambda p: np.save(p, np.zeros((0, 3), np.float32)), r"shape \(0, 3\): no rows"),
+    (lambda p: _header_only(p, (-5, 3)), r"shape \(-5, 3\): negative sizes"),
 ])
 def test_npy_source_refuses_bad_files(tmp_path, make, message):
     path = tmp_path / "bad.npy"
@@ -92,6 +104,104 @@ def test_parquet_source_refuses_text_columns(tmp_path):
     with pytest.raises(ValueError, match="not numeric"):
         ParquetSource(path)
     assert ParquetSource(path, columns=["a"]).row_shape == (1,)
+
+
+def test_parquet_text_labels_become_the_index_of_the_sorted_labels(tmp_path):
+    X = np.arange(8, dtype=np.float32).reshape(4, 2)
+    src = ParquetSource(_parquet(tmp_path, X, labels=["dog", "cat", "emu", "cat"]))
+    np.testing.assert_array_equal(src.labels(), [1, 0, 2, 0])
+    src = ParquetSource(_parquet(tmp_path, X, labels=[1.0, 0.0, 2.0, 0.0], name="f.parquet"))
+    np.testing.assert_array_equal(src.labels(), [1, 0, 2, 0])
+
+
+@pytest.mark.parametrize("table, message", [
+    (lambda: pa.table({"a": pa.array([], pa.float32())}), "holds no rows"),
+    (lambda: pa.table({"e": pa.array([], pa.list_(pa.float32(), 3))}), "holds no rows"),
+    (lambda: pa.table({"a": [1.0, 2.0], "label": [1, None]}), "has 1 missing values"),
+    (lambda: pa.table({"a": [1.0, 2.0], "label": [0.5, 1.0]}), "non-integer numbers"),
+], ids=["empty", "empty-vector-column", "missing-label", "fractional-label"])
+def test_parquet_source_refuses_empty_files_and_bad_labels(tmp_path, table, message):
+    path = tmp_path / "t.parquet"
+    pq.write_table(table(), path)
+    with pytest.raises(ValueError, match=message) as info:
+        ParquetSource(path).labels()
+    assert str(path) in str(info.value)
+
+
+def _png_header(path, width, height):
+    """A PNG file with only its IHDR (width, height, 8-bit grey) and IEND: a few dozen
+    bytes declaring any number of pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b""))
+
+
+def _truncated_png(path):
+    from PIL import Image
+
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (60, 50), np.uint8)).save(path)
+    path.write_bytes(path.read_bytes()[:200])
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: p.write_bytes(b""), "is not a readable image"),
+    (lambda p: p.write_text("not an image"), "is not a readable image"),
+    (_truncated_png, "is not a readable image"),
+    (lambda p: _png_header(p, 12000, 12000), "is 12000x12000 pixels, more than the 16777216"),
+    (lambda p: _png_header(p, 20000, 20000), "is too large to decode"),
+], ids=["empty", "text", "truncated", "12000x12000", "20000x20000-bomb"])
+def test_image_folder_refuses_bad_files_by_name(tmp_path, make, message):
+    folder, _ = _images(tmp_path, n=4, size=(60, 50))
+    bad = folder / "dog" / "zz-bad.png"         # read last: the first image is fine
+    make(bad)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")          # no Pillow warning either: refused first
+        with pytest.raises(ValueError, match=message) as info:
+            src = ImageFolderSource(folder, size=(30, 25))
+            src.read_rows(np.arange(src.n_rows))
+    assert str(bad) in str(info.value)
+    alone = tmp_path / "alone"                  # also as the first image, read at opening
+    alone.mkdir()
+    (alone / "a.png").write_bytes(bad.read_bytes())
+    with pytest.raises(ValueError, match=message):
+        ImageFolderSource(alone).read_rows(np.arange(1))
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="VmHWM is Linux's")
+def test_huge_images_are_refused_before_decoding(tmp_path):
+    """Two black 12000 x 12000 PNGs (about 280 KB) decoded to 2.5 GB before the header
+    check; a fit on the folder is now refused with the peak barely moving."""
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    folder = tmp_path / "big"
+    folder.mkdir()
+    for i in range(2):
+        _png_header(folder / f"{i}.png", 12000, 12000)
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(folder / "0-small.png")
+    code = ("import sys, aekit\n"
+            "def peak():\n"
+            "    return next(int(l.split()[1]) for l in open('/proc/self/status')\n"
+            "                if l.startswith('VmHWM')) / 1024\n"
+            "before = peak()\n"
+            "try:\n"
+            "    aekit.AE(max_iter=1).fit(sys.argv[1], memory_budget='1M')\n"
+            "except ValueError as exc:\n"
+            "    print(exc)\n"
+            "print(peak() - before)\n")
+    out = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True,
+                         text=True, timeout=300)
+    lines = out.stdout.splitlines()
+    assert len(lines) == 2 and "12000x12000 pixels" in lines[0], out.stdout + out.stderr
+    assert float(lines[1]) < 100, f"peak grew by {lines[1]} MB"
 
 
 def _images(tmp_path, n=12, size=(6, 5), classes=("cat", "dog")):

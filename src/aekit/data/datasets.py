@@ -17,9 +17,12 @@ import csv
 import gzip
 import hashlib
 import http.client
+import io
+import math
 import os
 import shutil
 import urllib.request
+import zipfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from aekit._registry import Registry
-from aekit.data.sources.source import LABEL_COLUMNS
+from aekit.data.sources.source import LABEL_COLUMNS, check_file
+from aekit.data.sources.source import memory_budget as budget_bytes
 from aekit.exceptions import InputError
 from aekit.runtime import atomic_write
 
@@ -109,8 +113,8 @@ def _check_split(split: str) -> str:
     return split
 
 
-def load(name: str | os.PathLike, split: str = "train", flatten: bool = True
-         ) -> tuple[np.ndarray, np.ndarray | None]:
+def load(name: str | os.PathLike, split: str = "train", flatten: bool = True,
+         memory_budget: int | str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Load a registered dataset or a data file.
 
     Parameters
@@ -123,6 +127,9 @@ def load(name: str | os.PathLike, split: str = "train", flatten: bool = True
         stratified 80/20 split (seed 0).
     flatten : bool, default=True
         Return images as flat rows ``(n, H*W)``; False keeps ``(n, H, W)``.
+    memory_budget : int or str, optional
+        Bytes a file's array may take (e.g. ``"2G"``; default: a quarter of this machine's
+        memory); a file declaring more is refused before it is read or decompressed.
 
     Returns
     -------
@@ -139,7 +146,7 @@ def load(name: str | os.PathLike, split: str = "train", flatten: bool = True
     if isinstance(name, str) and name in DATASETS:
         X, y = DATASETS.lookup(name)(_check_split(split))
     elif Path(name).exists():
-        X, y = read_file(name)
+        X, y = read_file(name, memory_budget)
     else:
         known = ", ".join(list_datasets())
         raise InputError(f"{str(name)!r} is neither a registered dataset ({known}) nor an "
@@ -276,51 +283,75 @@ def download(name: str, remote: RemoteFile, folder: Path) -> Path:
         f"dataset-{name} package")
 
 
-def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """Read an IDX file (gzip-compressed or raw) into an array of its stored type."""
+def read_idx(path: str | os.PathLike, memory_budget: int | str | None = None) -> np.ndarray:
+    """Read an IDX file (gzip-compressed or raw) into an array of its stored type.
+
+    The magic number and the shape are read first, and a file declaring more bytes than
+    ``memory_budget`` (default: a quarter of this machine's memory) is refused before its
+    data are read: a small ``.gz`` cannot expand into all the memory.
+    """
     path = Path(path)
+    budget = budget_bytes(memory_budget)
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as f:
-            data = f.read()
+            magic = f.read(4)
+            if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] not in _IDX_DTYPES:
+                raise InputError(f"{str(path)!r} is not an IDX file (bad magic number)")
+            dtype, ndim = np.dtype(_IDX_DTYPES[magic[2]]), magic[3]
+            dims = f.read(4 * ndim)
+            if len(dims) < 4 * ndim:
+                raise InputError(f"{str(path)!r} is truncated: its header is incomplete")
+            shape = tuple(int(d) for d in np.frombuffer(dims, ">u4"))
+            expected = math.prod(shape) * dtype.itemsize
+            if expected > budget:
+                raise InputError(f"{str(path)!r} declares an array of shape {shape} "
+                                 f"({expected} bytes), more than the memory budget of {budget} "
+                                 "bytes; pass a larger memory budget if the file is right")
+            data = f.read(expected + 1)     # one byte more: trailing data are corruption
     except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise InputError(f"cannot read IDX file {str(path)!r}: {exc}") from None
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
-        raise InputError(f"{str(path)!r} is not an IDX file (bad magic number)")
-    dtype, ndim = np.dtype(_IDX_DTYPES[data[2]]), data[3]
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise InputError(f"{str(path)!r} is truncated: its header is incomplete")
-    shape = tuple(int(d) for d in np.frombuffer(data, ">u4", count=ndim, offset=4))
-    expected = int(np.prod(shape)) * dtype.itemsize
-    if len(data) - header != expected:
+    if len(data) != expected:
+        found = f"{len(data)} bytes" if len(data) < expected else "more"
         raise InputError(f"{str(path)!r} is truncated or corrupt: header says {shape} "
-                         f"({expected} bytes of data), found {len(data) - header} bytes")
-    return np.frombuffer(data, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+                         f"({expected} bytes of data), found {found}")
+    return np.frombuffer(data, dtype, count=math.prod(shape)).reshape(shape).astype(
+        dtype.newbyteorder("="))
 
 
-
-
-def read_file(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
+def read_file(path: str | os.PathLike, memory_budget: int | str | None = None
+              ) -> tuple[np.ndarray, np.ndarray | None]:
     """Read X (and y where the file has labels) from .npy, .npz, .csv or IDX files.
 
     .npz: X from the array named ``X``/``x``/``data`` (else the first), y from ``y`` or
     ``labels``. .csv: numeric columns; a header column named label/y/target/class is y.
-    Integer data is scaled by 1/255.
+    Integer data is scaled by 1/255. The shapes of .npy, .npz and IDX arrays are read from
+    their headers first: arrays over ``memory_budget`` bytes (default: a quarter of this
+    machine's memory) are refused before anything is decompressed.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"data file {str(path)!r} does not exist")
+    path = check_file(path)
+    budget = budget_bytes(memory_budget)
     suffix = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
     readers = {".npy": _read_npy, ".npz": _read_npz, ".csv": _read_csv}
     if suffix in readers:
-        X, y = readers[suffix](path)
+        X, y = readers[suffix](path, budget)
     elif "ubyte" in path.name or path.suffix in (".idx", ".gz"):
-        X, y = read_idx(path), None
+        X, y = read_idx(path, budget), None
     else:
         raise InputError(f"cannot read {str(path)!r}: unknown file type {suffix!r}; "
                          "aekit reads .npy, .npz, .csv and IDX (.gz) files")
+    _check_rows(path, X.shape)
     return _as_float(X, path), y
+
+
+def _check_rows(path: Path, shape: tuple[int, ...]) -> None:
+    """Refuse an array with no rows, or rows with no values (numpy's own errors about
+    them name neither the file nor the fix)."""
+    if len(shape) >= 1 and shape[0] == 0:
+        raise InputError(f"{str(path)!r} holds no rows (an array of shape {shape})")
+    if len(shape) >= 2 and math.prod(shape[1:]) == 0:
+        raise InputError(f"{str(path)!r} holds rows of shape {shape[1:]}, with no values; "
+                         "save an array of shape (n, D) with D >= 1")
 
 
 def _as_float(X: np.ndarray, path: Path) -> np.ndarray:
@@ -332,29 +363,74 @@ def _as_float(X: np.ndarray, path: Path) -> np.ndarray:
     return X.astype(np.float32)
 
 
-def _read_npy(path: Path) -> tuple[np.ndarray, None]:
+def _npy_header(f, what: str) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype from the header of the ``.npy`` data in the open file ``f``."""
+    version = np.lib.format.read_magic(f)
+    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                   else np.lib.format.read_array_header_2_0)
+    shape, _, dtype = read_header(f)
+    if dtype.hasobject:
+        raise ValueError(f"{what} holds Python objects, which only pickle could read "
+                         "(allow_pickle=False)")
+    return tuple(shape), dtype
+
+
+def _within(path: Path, what: str, shape: tuple[int, ...], dtype: np.dtype,
+            budget: int) -> None:
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes > budget:
+        raise InputError(f"{str(path)!r}: {what} of shape {shape} and dtype {dtype} takes "
+                         f"{nbytes} bytes, more than the memory budget of {budget} bytes; "
+                         "pass a larger memory budget, or a .npy file to stream")
+
+
+def _read_npy(path: Path, budget: int) -> tuple[np.ndarray, None]:
     try:
+        with open(path, "rb") as f:
+            shape, dtype = _npy_header(f, "the array")
+        _check_rows(path, shape)
+        _within(path, "the array", shape, dtype, budget)
         return np.load(path, allow_pickle=False), None
+    except InputError:
+        raise
     except ValueError as exc:
         raise InputError(f"cannot read {str(path)!r} as .npy without pickle: {exc}") from None
 
 
-def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+def _read_npz(path: Path, budget: int) -> tuple[np.ndarray, np.ndarray | None]:
     try:
         with np.load(path, allow_pickle=False) as z:
             keys = list(z.keys())
             if not keys:
-                raise InputError("the archive is empty")
+                raise InputError(f"cannot read {str(path)!r} as .npz: the archive is empty")
             x_key = next((k for k in ("X", "x", "data") if k in keys), keys[0])
             y_key = next((k for k in ("y", "labels") if k in keys and k != x_key), None)
+            # shapes from the members' headers: nothing is decompressed before the check
+            for key in (x_key, y_key) if y_key else (x_key,):
+                with z.zip.open(f"{key}.npy") as member:
+                    shape, dtype = _npy_header(member, f"array {key!r}")
+                if key == x_key:
+                    _check_rows(path, shape)
+                _within(path, f"array {key!r}", shape, dtype, budget)
             return z[x_key], (z[y_key].astype(np.int64) if y_key else None)
-    except (ValueError, OSError) as exc:
+    except InputError:
+        raise
+    except (ValueError, OSError, KeyError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
         raise InputError(f"cannot read {str(path)!r} as .npz: {exc}") from None
 
 
-def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    with open(path, newline="") as f:
-        rows = [r for r in csv.reader(f) if r]
+def _read_csv(path: Path, budget: int) -> tuple[np.ndarray, np.ndarray | None]:
+    size = path.stat().st_size
+    if size > budget:       # as Python lists of text, rows take several times the file
+        raise InputError(f"{str(path)!r} has {size} bytes, more than the memory budget of "
+                         f"{budget} bytes; convert it to .npy, which aekit streams")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{str(path)!r} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at "
+                         f"offset {exc.start}); save it as UTF-8 CSV") from None
+    rows = [r for r in csv.reader(io.StringIO(text, newline="")) if r]
     if not rows:
         raise InputError(f"{str(path)!r} is empty")
     header = None

@@ -10,12 +10,18 @@ from typing import Any
 
 import numpy as np
 
-from aekit.data.sources.source import LABEL_COLUMNS, Source, as_float32
+from aekit.data.sources.source import LABEL_COLUMNS, Source, as_float32, check_file
 from aekit.exceptions import InputError
 
 #: bytes a block of a ``.npy`` file holds when read sequentially.
 NPY_BLOCK_BYTES = 8 * 2**20
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+#: the most pixels aekit decodes of one image (4096 x 4096), read from the file's header
+#: before decoding: a few hundred KB of PNG can declare gigabytes of pixels.
+MAX_IMAGE_PIXELS = 2**24
+#: bytes of float32 rows an image block aims at (fewer than ``block_files`` files when
+#: images are large).
+IMAGE_BLOCK_BYTES = 64 * 2**20
 
 
 class NpySource(Source):
@@ -34,9 +40,7 @@ class NpySource(Source):
 
     def __init__(self, path: str | os.PathLike, *, offset: int | None = None,
                  dtype: Any = None, shape: tuple[int, ...] | None = None) -> None:
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise FileNotFoundError(f"data file {str(self.path)!r} does not exist")
+        self.path = check_file(path)
         if offset is None:
             with open(self.path, "rb") as f:
                 try:
@@ -59,6 +63,11 @@ class NpySource(Source):
         self.row_shape = tuple(int(s) for s in shape[1:])
         self._stride = self.dtype.itemsize * math.prod(self.row_shape)
         n = int(shape[0])
+        if self._stride <= 0 or n <= 0 or any(int(d) < 0 for d in shape):
+            what = ("negative sizes" if any(int(d) < 0 for d in shape)
+                    else "no rows" if n == 0 else "rows with no values")
+            raise InputError(f"{str(self.path)!r} holds an array of shape {tuple(shape)}: "
+                             f"{what}; save an array of shape (n, D) with n, D >= 1")
         size = self.path.stat().st_size
         if self.offset + n * self._stride > size:
             raise InputError(f"{str(self.path)!r} is truncated: its header says {n} rows of "
@@ -167,10 +176,14 @@ class ParquetSource(Source):
         self.columns = list(columns)
         self._groups = [(i, g) for i, pf in enumerate(self._files)
                         for g in range(pf.num_row_groups)]
+        # empty row groups hold no rows to learn the row shape from
+        self._groups = [(i, g) for i, g in self._groups
+                        if self._files[i].metadata.row_group(g).num_rows > 0]
         sizes = [self._files[i].metadata.row_group(g).num_rows for i, g in self._groups]
+        if not sizes:
+            raise InputError(f"{str(path)!r} holds no rows; give a Parquet file with data")
         self.bounds = np.r_[0, np.cumsum(sizes)].astype(np.int64)
-        first = self.read_block(0) if self._groups else np.empty((0, len(self.columns)))
-        self.row_shape = tuple(int(s) for s in first.shape[1:])
+        self.row_shape = tuple(int(s) for s in self.read_block(0).shape[1:])
 
     def _table(self, b: int, columns: list[str]):
         i, g = self._groups[b]
@@ -198,10 +211,26 @@ class ParquetSource(Source):
         return as_float32(np.stack(cols, axis=1))
 
     def labels(self) -> np.ndarray | None:
+        """The label column as ints: integer labels as they are, others (text, say) as
+        their index among the sorted distinct labels."""
         if self.label_column is None:
             return None
-        return np.concatenate([self._table(b, [self.label_column]).column(0).to_numpy()
-                               for b in range(self.n_blocks)]).astype(np.int64)
+        columns = [self._table(b, [self.label_column]).column(0) for b in range(self.n_blocks)]
+        missing = sum(c.null_count for c in columns)
+        if missing:
+            raise InputError(f"{str(self.path)!r}: the label column {self.label_column!r} has "
+                             f"{missing} missing values; fill or drop those rows")
+        values = np.concatenate([c.to_numpy(zero_copy_only=False) for c in columns])
+        if values.dtype.kind in "uib":
+            return values.astype(np.int64)
+        if values.dtype.kind == "f" and np.isfinite(values).all() \
+                and (values == np.round(values)).all():
+            return values.astype(np.int64)
+        if values.dtype.kind == "f":
+            raise InputError(f"{str(self.path)!r}: the label column {self.label_column!r} "
+                             "holds non-integer numbers; class labels are integers or text")
+        _, codes = np.unique(values.astype(str), return_inverse=True)
+        return codes.reshape(-1).astype(np.int64)
 
 
 class ImageFolderSource(Source):
@@ -216,15 +245,19 @@ class ImageFolderSource(Source):
         Resize every image to this; otherwise every image must have the first one's size.
     mode : {"auto", "L", "RGB"}
         "auto": greyscale when the first image is, else RGB.
+    max_pixels : int, default=MAX_IMAGE_PIXELS
+        The most pixels (height x width, read from the file's header) an image may have;
+        a larger one is refused before it is decoded. A file that is not a readable image
+        (empty, truncated, another format) is refused naming it.
     """
 
     random_access = True
     block_files = 256
 
     def __init__(self, path: str | os.PathLike, size: tuple[int, int] | None = None,
-                 mode: str = "auto") -> None:
+                 mode: str = "auto", max_pixels: int = MAX_IMAGE_PIXELS) -> None:
         try:
-            from PIL import Image
+            import PIL.Image  # noqa: F401 (only whether Pillow is there)
         except ImportError:
             raise ImportError("reading images needs Pillow: pip install pillow") from None
         self.path = Path(path)
@@ -237,7 +270,13 @@ class ImageFolderSource(Source):
                              f"({', '.join(IMAGE_SUFFIXES)})")
         if mode not in ("auto", "L", "RGB"):
             raise InputError(f"mode must be 'auto', 'L' or 'RGB'; got {mode!r}")
-        with Image.open(self.files[0]) as first:
+        if size is not None and (len(size) != 2 or not all(
+                isinstance(d, (int, np.integer)) and 1 <= d for d in size)
+                or size[0] * size[1] > max_pixels):
+            raise InputError(f"size must be (H, W), two positive integers of at most "
+                             f"{max_pixels} pixels in all; got {size!r}")
+        self.max_pixels = int(max_pixels)
+        with self._open(0) as first:
             if mode == "auto":
                 mode = "L" if first.mode in ("1", "L", "LA", "I", "I;16", "F") else "RGB"
             self.size = tuple(size) if size is not None else (first.height, first.width)
@@ -245,20 +284,48 @@ class ImageFolderSource(Source):
         h, w = self.size
         self.row_shape = (h, w) if mode == "L" else (3, h, w)
         n = len(self.files)
-        self.bounds = np.unique(np.r_[np.arange(0, n, self.block_files), n]).astype(np.int64)
+        per_block = max(1, min(self.block_files, IMAGE_BLOCK_BYTES // self.row_bytes))
+        self.bounds = np.unique(np.r_[np.arange(0, n, per_block), n]).astype(np.int64)
         self._resize = size is not None
 
-    def _read(self, i: int) -> np.ndarray:
+    def _open(self, i: int) -> Any:
+        """The image file ``i`` opened (its header read, nothing decoded), refusing a file
+        that is no image or declares more than ``max_pixels`` pixels."""
+        import warnings
+
         from PIL import Image
 
-        with Image.open(self.files[i]) as im:
-            im = im.convert(self.mode)
-            if self._resize:
-                im = im.resize(self.size[::-1])
-            elif (im.height, im.width) != self.size:
+        file = self.files[i]
+        try:
+            with warnings.catch_warnings():     # a bomb is refused below, not warned about
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                im = Image.open(file)
+        except Image.DecompressionBombError as exc:
+            raise InputError(f"{str(file)!r} is too large to decode ({exc}); aekit decodes "
+                             f"images of at most {self.max_pixels} pixels") from None
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise InputError(f"{str(file)!r} is not a readable image ({exc}); remove it from "
+                             "the folder or replace it") from None
+        if im.width * im.height > self.max_pixels:
+            im.close()
+            raise InputError(f"{str(file)!r} is {im.height}x{im.width} pixels, more than the "
+                             f"{self.max_pixels} aekit decodes of one image; resize it, or "
+                             "pass a larger max_pixels")
+        return im
+
+    def _read(self, i: int) -> np.ndarray:
+        with self._open(i) as im:
+            if not self._resize and (im.height, im.width) != self.size:
                 raise InputError(f"{str(self.files[i])!r} is {im.height}x{im.width}, the first "
                                  f"image {self.size[0]}x{self.size[1]}; pass size=(H, W)")
-            a = np.asarray(im, dtype=np.uint8)
+            try:
+                im = im.convert(self.mode)
+                if self._resize:
+                    im = im.resize(self.size[::-1])
+                a = np.asarray(im, dtype=np.uint8)
+            except (OSError, SyntaxError, ValueError) as exc:   # truncated or corrupt data
+                raise InputError(f"{str(self.files[i])!r} is not a readable image ({exc}); "
+                                 "remove it from the folder or replace it") from None
         return a if self.mode == "L" else a.transpose(2, 0, 1)
 
     def read_rows(self, rows: np.ndarray) -> np.ndarray:
