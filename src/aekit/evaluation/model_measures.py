@@ -17,7 +17,12 @@ from torch import Tensor
 
 from aekit.data.streaming import row_chunks
 from aekit.estimator import latent
-from aekit.estimator.inference import EVAL_MEMORY_BUDGET, bytes_per_row, rows_per_chunk
+from aekit.estimator.inference import (
+    EVAL_MEMORY_BUDGET,
+    bytes_per_row,
+    eval_noise,
+    rows_per_chunk,
+)
 from aekit.estimator.latent import ACTIVE_UNIT_THRESHOLD
 from aekit.evaluation.array_metrics import (
     bits_per_dim,
@@ -73,9 +78,10 @@ def _chunks(model: Any, X: Any, C: tuple[np.ndarray, ...], rows: int):
 
 
 def _noise(model: Any, n_draws: int, random_state: Any) -> Tensor:
-    """Common random numbers ``(K, k)``: the same draws for every row."""
-    g = torch.Generator().manual_seed(seed(random_state))
-    return torch.randn(n_draws, model.n_components, generator=g).to(model._device())
+    """Common random numbers ``(K, k)``, the same draws for every row, made as the model's
+    own ``score_samples`` makes them; here ``random_state=None`` draws a fresh seed (the
+    functions' scikit-learn convention) instead of the estimator's fixed 0."""
+    return eval_noise(seed(random_state), n_draws, model.n_components, model._device())
 
 
 class _RunningLogMeanExp:
