@@ -4,9 +4,16 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import aekit
 
+#: epochs for models that 10 do not train to what a check measures. M2's classifier
+#: q(y|x) gets 3 Adam steps per epoch on the checks' 300 rows: check_classifiers_train
+#: wants 0.83 training accuracy, and M2 reaches 0.46 after 10 epochs, 0.92 after 50
+#: (tests/test_core_defects.py checks the 50).
+MAX_ITER = {"m2": 50}
+
 
 def _instances():
-    return [aekit.get_model(name, hidden_layer_sizes=(16,), max_iter=10, random_state=0)
+    return [aekit.get_model(name, hidden_layer_sizes=(16,), max_iter=MAX_ITER.get(name, 10),
+                            random_state=0)
             for name in aekit.list_models()]
 
 

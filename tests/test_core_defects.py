@@ -243,3 +243,46 @@ def test_bench_table_marks_the_row_conditioned_on_test_labels(digits, digits_tes
     assert any(line.startswith("| VAE |") for line in table)
     assert any(line.startswith(f"{mark.strip()} Conditioned on the true test labels")
                for line in table)
+
+
+# ----------------------------------------------- M2 trained as long as the checks need
+
+
+def _check_blobs():
+    """The data of scikit-learn's check_classifiers_train: 300 standardised blob rows."""
+    from sklearn.datasets import make_blobs
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = make_blobs(n_samples=300, random_state=0)
+    return StandardScaler().fit_transform(X), y
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_m2_reaches_the_accuracy_the_common_checks_need_with_50_epochs():
+    """tests/test_common.py gives M2 max_iter=50 for check_classifiers_train (0.83 wanted);
+    measured: 0.917 at random_state=0 and 0.887-0.930 over seeds 0-2 (0.46 with 10)."""
+    from .test_common import MAX_ITER
+
+    X, y = _check_blobs()
+    m2 = aekit.get_model("m2", hidden_layer_sizes=(16,), max_iter=MAX_ITER["m2"],
+                         random_state=0).fit(X, y)
+    assert np.mean(m2.predict(X) == y) >= 0.88
+    binary = y != 2
+    m2.fit(X[binary], y[binary])
+    assert np.mean(m2.predict(X[binary]) == y[binary]) >= 0.9
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_m2_scores_a_row_the_same_wherever_it_is_in_the_batch():
+    """check_methods_sample_order_invariance's data and settings; the per-class reductions
+    over a leading axis gave some rows a score 1 ulp off after a reordering."""
+    rnd = np.random.RandomState(0)
+    X = 3 * rnd.uniform(size=(20, 3))
+    y = X[:, 0].astype(np.int64)
+    m2 = aekit.get_model("m2", n_components=1, hidden_layer_sizes=(16,), max_iter=50,
+                         random_state=1).fit(X, y)
+    ll = m2.score_samples(X)
+    for s in range(10):
+        idx = np.random.RandomState(s).permutation(len(X))
+        np.testing.assert_array_equal(m2.score_samples(X[idx]), ll[idx])
+    np.testing.assert_array_equal(m2.score_samples(X[7:8]), ll[7:8])
