@@ -39,10 +39,10 @@ from aekit.evaluation.array_metrics import (
     trustworthiness,
 )
 from aekit.evaluation.model_measures import (
-    _flat,
-    _given,
     active_units,
     density_summary,
+    flat_rows,
+    given_conditions,
     has_kl_per_dimension,
     importance_sampled_log_likelihood,
     kl_per_dimension,
@@ -100,7 +100,7 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
 
     def fit(self, X: Any, y: Any) -> FeatureExtractor:
         """Train the classifier on rows ``X`` (images are flattened) and labels ``y``."""
-        X = _flat(X)
+        X = flat_rows(X)
         if y is None:
             raise InputError("FeatureExtractor is a classifier: pass the labels y of X; "
                              "got y=None")
@@ -113,7 +113,7 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
     def transform(self, X: Any) -> np.ndarray:
         """Activations of the last hidden layer, ``(n, hidden_layer_sizes[-1])``."""
         check_is_fitted(self)
-        h = _flat(X).astype(np.float64)
+        h = flat_rows(X).astype(np.float64)
         if h.shape[1] != self.n_features_in_:
             raise InputError(f"X has {h.shape[1]} features per row, but the FeatureExtractor "
                              f"was fitted on {self.n_features_in_}")
@@ -125,7 +125,7 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
     def score(self, X: Any, y: Any) -> float:
         """Classification accuracy on ``(X, y)``: a check that the features are good."""
         check_is_fitted(self)
-        return float(self.classifier_.score(_flat(X), y))
+        return float(self.classifier_.score(flat_rows(X), y))
 
 
 def _generation(fx: FeatureExtractor, real: np.ndarray, fake: np.ndarray) -> dict[str, float]:
@@ -207,8 +207,8 @@ def evaluate(model: Any, X_test: Any, y_test: Any = None, *, X_train: Any = None
     >>> len(json.dumps(res)) > 0
     True
     """
-    given_test = _given(model, y_test)
-    X_flat = _flat(X_test)
+    given_test = given_conditions(model, y_test)
+    X_flat = flat_rows(X_test)
     out: dict[str, Any] = {"model": type(model).__name__, "n_components": model.n_components,
                            "n_test": len(X_flat)}
     caps = model.capabilities
@@ -221,7 +221,7 @@ def evaluate(model: Any, X_test: Any, y_test: Any = None, *, X_train: Any = None
     elif caps.score_is_density:
         out["density"] = _own_density(model, X_test)
     pca = PCA(n_components=model.n_components, random_state=0).fit(
-        X_flat if X_train is None else _flat(X_train))
+        X_flat if X_train is None else flat_rows(X_train))
     Z_test = model.transform(X_test, *given_test)
     P_test = pca.transform(X_flat)
     rows = np.random.default_rng(seed_of(random_state)).permutation(len(X_flat))
@@ -234,18 +234,18 @@ def evaluate(model: Any, X_test: Any, y_test: Any = None, *, X_train: Any = None
         "reconstruction_mse": reconstruction_mse(X_flat, pca.inverse_transform(P_test)),
         **_neighbourhoods(X_flat[rows], P_test[rows], n_neighbors)}}
     if X_train is not None and y_train is not None and y_test is not None:
-        Z_train = model.transform(X_train, *_given(model, y_train))
+        Z_train = model.transform(X_train, *given_conditions(model, y_train))
         out["representation"] = _representation(Z_train, y_train, Z_test, y_test)
-        baseline["representation"] = _representation(pca.transform(_flat(X_train)), y_train,
+        baseline["representation"] = _representation(pca.transform(flat_rows(X_train)), y_train,
                                                      P_test, y_test)
     if feature_extractor is not None:
         n, seed = len(X_flat), seed_of(random_state)
         fake = model.sample(n, *given_test, random_state=seed)
-        out["generation"] = _generation(feature_extractor, X_flat, _flat(fake))
+        out["generation"] = _generation(feature_extractor, X_flat, flat_rows(fake))
         if y_test is not None:
             out["generation"]["feature_accuracy"] = feature_extractor.score(X_flat, y_test)
         if X_train is not None:
-            train = _flat(X_train)[np.random.default_rng(seed).permutation(len(X_train))[:n]]
+            train = flat_rows(X_train)[np.random.default_rng(seed).permutation(len(X_train))[:n]]
             out["generation"]["frechet_distance_train_test"] = frechet_distance(
                 feature_extractor.transform(train), feature_extractor.transform(X_flat))
         draws = np.random.default_rng(seed).standard_normal((n, model.n_components))
@@ -257,7 +257,7 @@ def evaluate(model: Any, X_test: Any, y_test: Any = None, *, X_train: Any = None
 
 def _density(model: Any, X: Any, y: Any, k: int, random_state: Any) -> dict[str, Any]:
     ll, se = importance_sampled_log_likelihood(model, X, k, y=y, random_state=random_state)
-    out = {**density_summary(model, ll, model.elbo(X, *_given(model, y)), X),
+    out = {**density_summary(model, ll, model.elbo(X, *given_conditions(model, y)), X),
            "importance_sampling_stderr": float(np.mean(se)), "k": k}
     if has_kl_per_dimension(model):
         kl = kl_per_dimension(model, X, y=y, random_state=random_state)

@@ -36,12 +36,13 @@ from aekit.runtime import autocast, seed
 # ------------------------------------------------------------------------------ helpers
 
 
-def _flat(X: Any) -> np.ndarray:
+def flat_rows(X: Any) -> np.ndarray:
+    """Rows (or images) as a float32 array ``(n, D)``."""
     X = check_array(X, dtype=np.float32, allow_nd=True)
     return X.reshape(len(X), -1)
 
 
-def _given(model: Any, y: Any) -> tuple:
+def given_conditions(model: Any, y: Any) -> tuple:
     """``(y,)`` for a conditional model's public methods, ``()`` for the others."""
     if not model.capabilities.conditional:
         return ()
@@ -56,7 +57,7 @@ def _rows(model: Any, X: Any, y: Any, where: str) -> tuple[np.ndarray, tuple[np.
     check_is_fitted(model)
     X = model._validate_X(X, reset=False)
     model._check_support(X)
-    if not _given(model, y):
+    if not given_conditions(model, y):
         return X, ()
     return X, (model._conditions(y, len(X), where),)
 
@@ -322,7 +323,7 @@ def active_units(model: Any, X: Any, threshold: float = ACTIVE_UNIT_THRESHOLD, *
     >>> 0 <= active_units(vae, X) <= 4
     True
     """
-    Z = model.transform(X, *_given(model, y))                                 # (n, k)
+    Z = model.transform(X, *given_conditions(model, y))                                 # (n, k)
     return int((np.var(Z, axis=0) > threshold).sum())
 
 
@@ -347,9 +348,10 @@ def reconstruction_error(model: Any, X: Any, *, y: Any = None) -> dict[str, floa
     >>> sorted(reconstruction_error(ae, X[:20]))
     ['mse', 'nll']
     """
-    given = _given(model, y)
+    given = given_conditions(model, y)
     if model.capabilities.semi_supervised:        # its decoder also needs the class
-        return {"nll": math.nan, "mse": reconstruction_mse(_flat(X), _flat(model.reconstruct(X)))}
+        return {"nll": math.nan,
+                "mse": reconstruction_mse(flat_rows(X), flat_rows(model.reconstruct(X)))}
     Z = model.transform(X, *given).astype(np.float32)                         # (n, k)
     X, C = _rows(model, X, y, "reconstruction_error")
     nll, X_hat = [], []

@@ -25,7 +25,12 @@ from sklearn.utils.validation import check_is_fitted
 from aekit._version import __version__
 from aekit.data import datasets
 from aekit.evaluation.array_metrics import knn_accuracy, reconstruction_mse
-from aekit.evaluation.model_measures import bits_per_dim_or_reason, has_kl_per_dimension
+from aekit.evaluation.model_measures import (
+    bits_per_dim_or_reason,
+    flat_rows,
+    given_conditions,
+    has_kl_per_dimension,
+)
 from aekit.exceptions import InputError
 from aekit.reporting import plotting
 
@@ -80,11 +85,6 @@ def _fmt(value: float | None, digits: int = 4) -> str:
     return f"{value:.{digits}g}" if abs(value) < 1e4 else f"{value:.1f}"
 
 
-def _flat(X: Any) -> np.ndarray:
-    X = np.asarray(X, dtype=np.float32)
-    return X.reshape(len(X), -1)
-
-
 def _likelihood_meaning(model: Any) -> str:
     """What ``score`` returns for this model, in words."""
     caps = model.capabilities
@@ -102,17 +102,12 @@ def _likelihood_meaning(model: Any) -> str:
     return f"see {type(model).__name__}.score_samples for what it estimates"
 
 
-def _given(model: Any, y: Any) -> tuple[Any, ...]:
-    """The extra argument of a conditional model's methods: its labels or conditions."""
-    return (y,) if plotting.is_conditional(model) else ()
-
-
 def _metrics(model: Any, X: Any, y: Any, X_eval: Any, y_eval: Any, on_test: bool
              ) -> tuple[list[tuple[str, str, str, str]], list[str]]:
     """Rows (metric, model, PCA baseline, meaning) and footnotes."""
     k = model.n_components
     D = math.prod(model.input_shape_)
-    ll = model.score(X_eval, *_given(model, y_eval))
+    ll = model.score(X_eval, *given_conditions(model, y_eval))
     rows = [("mean log-likelihood [nats]", _fmt(ll), "n/a", _likelihood_meaning(model))]
     notes = []
     # only where the log-likelihood is the log of a probability; a number elsewhere would
@@ -125,17 +120,18 @@ def _metrics(model: Any, X: Any, y: Any, X_eval: Any, y_eval: Any, on_test: bool
                      f"-log-likelihood / (D ln 2) with D = {D}, {model.likelihood!r} giving "
                      "probabilities; smaller is better"))
     if model.capabilities.posterior:
-        elbo = float(np.mean(model.elbo(X_eval, *_given(model, y_eval))))
+        elbo = float(np.mean(model.elbo(X_eval, *given_conditions(model, y_eval))))
         rows.append(("ELBO [nats]", _fmt(elbo), "n/a",
                      "evidence lower bound E_q[log p(x|z)] - KL(q(z|x) || p(z)); "
                      "at most log p(x)"))
-    X_flat, X_eval_flat = _flat(X), _flat(X_eval)
+    X_flat, X_eval_flat = flat_rows(X), flat_rows(X_eval)
     pca = None
     if k <= min(X_flat.shape):
         pca = PCA(n_components=k, random_state=0).fit(X_flat)
     else:
         notes.append(f"PCA({k}) needs at least {k} rows and features; baseline left out.")
-    mse = reconstruction_mse(X_eval_flat, model.reconstruct(X_eval, *_given(model, y_eval)))
+    reconstructed = model.reconstruct(X_eval, *given_conditions(model, y_eval))
+    mse = reconstruction_mse(X_eval_flat, reconstructed)
     pca_mse = (reconstruction_mse(X_eval_flat, pca.inverse_transform(pca.transform(X_eval_flat)))
                if pca is not None else None)
     rows.append(("reconstruction MSE", _fmt(mse), _fmt(pca_mse),
@@ -171,12 +167,12 @@ def _knn_rows(model: Any, pca: Any, X: Any, y: Any, X_eval: Any, y_eval: Any,
         fit_X, fit_y = X_eval[idx_fit], y_eval[idx_fit]
         eval_X, eval_y = X_eval[idx_eval], y_eval[idx_eval]
         how = "classifier fitted on the codes of 80% of the rows, scored on the other 20%"
-    acc = knn_accuracy(model.transform(fit_X, *_given(model, fit_y)), fit_y,
-                       model.transform(eval_X, *_given(model, eval_y)), eval_y)
+    acc = knn_accuracy(model.transform(fit_X, *given_conditions(model, fit_y)), fit_y,
+                       model.transform(eval_X, *given_conditions(model, eval_y)), eval_y)
     pca_acc = None
     if pca is not None:
-        pca_acc = knn_accuracy(pca.transform(_flat(fit_X)), fit_y,
-                               pca.transform(_flat(eval_X)), eval_y)
+        pca_acc = knn_accuracy(pca.transform(flat_rows(fit_X)), fit_y,
+                               pca.transform(flat_rows(eval_X)), eval_y)
     verdict = ("a conditional model's codes are given the label, so they need not hold the "
                "class" if plotting.is_conditional(model) else "larger is better")
     return ("1-NN accuracy of the codes", _fmt(acc, 3), _fmt(pca_acc, 3), f"{how}; {verdict}")
