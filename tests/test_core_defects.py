@@ -286,3 +286,72 @@ def test_m2_scores_a_row_the_same_wherever_it_is_in_the_batch():
         idx = np.random.RandomState(s).permutation(len(X))
         np.testing.assert_array_equal(m2.score_samples(X[idx]), ll[idx])
     np.testing.assert_array_equal(m2.score_samples(X[7:8]), ll[7:8])
+
+
+# ------------------------- post-fit statistics see what training saw, never grey levels
+
+
+class _RecordingVAE(aekit.VAE):
+    """Records the rows the loop gives ``_on_epoch_end`` and ``_after_fit``."""
+
+    def _on_epoch_end(self, epoch, x):
+        self._seen["kind"] = type(x).__name__
+        self._seen["epoch"].append(x[0:len(x)].cpu().numpy().copy())
+        return super()._on_epoch_end(epoch, x)
+
+    def _after_fit(self, x):
+        self._seen["after_fit"] = x[0:len(x)].cpu().numpy().copy()
+        super()._after_fit(x)
+
+
+def _recorded(X, **params):
+    model = _RecordingVAE(likelihood="bernoulli", n_importance_samples=2,
+                          **{**SMALL, "max_iter": 3, **params})
+    model._seen = {"epoch": []}
+    return model.fit(X)._seen
+
+
+def _a_binarization_of(rows, X):
+    """0/1 everywhere, 0 where the grey level is 0 and 1 where it is 1."""
+    return (np.isin(rows, (0.0, 1.0)).all() and (rows[X == 0] == 0).all()
+            and (rows[X == 1] == 1).all())
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("early_stopping", [False, True])
+def test_dynamic_binarization_gives_post_fit_statistics_binary_rows(digits, early_stopping):
+    X = digits[0][:400]
+    assert not np.isin(X, (0.0, 1.0)).all()                 # digits are grey levels
+    seen = _recorded(X, binarize="dynamic", early_stopping=early_stopping)
+    assert _a_binarization_of(seen["after_fit"], X)
+    assert len(seen["epoch"]) == 3
+    n_train = len(seen["epoch"][0])
+    assert n_train == (len(X) if not early_stopping else len(X) - round(0.1 * len(X)))
+    for rows in seen["epoch"]:
+        assert np.isin(rows, (0.0, 1.0)).all()
+        np.testing.assert_array_equal(rows, seen["epoch"][0])   # one fixed binarization
+    if not early_stopping:
+        assert _a_binarization_of(seen["epoch"][0], X)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_without_binarization_post_fit_statistics_see_the_data(digits):
+    X = digits[0][:400]
+    seen = _recorded(X)
+    np.testing.assert_array_equal(seen["after_fit"], X)
+    for rows in seen["epoch"]:
+        np.testing.assert_array_equal(rows, X)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_dynamic_binarization_of_streamed_rows_gives_binary_statistics(digits, tmp_path):
+    X = digits[0][:400]
+    np.save(tmp_path / "grey.npy", X)
+    model = _RecordingVAE(likelihood="bernoulli", n_importance_samples=2, binarize="dynamic",
+                          **{**SMALL, "max_iter": 2})
+    model._seen = {"epoch": []}
+    model.fit(str(tmp_path / "grey.npy"), memory_budget=64 * 1024)
+    assert model._seen["kind"] == "StreamedRows"
+    assert _a_binarization_of(model._seen["after_fit"], X)
+    for rows in model._seen["epoch"]:
+        assert _a_binarization_of(rows, X)
