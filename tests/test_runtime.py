@@ -72,6 +72,21 @@ def test_fit_flushes_in_its_threads_and_restores_the_callers_mode():
     assert out == ["1.0", "0.0", "0.0", "0.0"]
 
 
+def test_evaluation_flushes_in_its_threads_too():
+    out = run_script("""
+        seen = []
+        class Probe(aekit.VAE):
+            def _log_likelihood(self, x, eps):
+                seen.append(flushed())
+                return super()._log_likelihood(x, eps)
+        X = np.random.default_rng(0).random((64, 5)).astype(np.float32)
+        model = Probe(hidden_layer_sizes=(4,), max_iter=1, random_state=0).fit(X)
+        model.score_samples(X)
+        print(min(seen), flushed())
+    """)
+    assert out == ["1.0", "0.0"]
+
+
 def test_flushing_restores_the_mode_after_a_failed_fit():
     out = run_script("""
         class Failing(aekit.AE):

@@ -4,8 +4,10 @@ noise. :class:`~aekit.estimator.BaseAutoencoder`'s public methods are built on t
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -14,7 +16,7 @@ from torch import Tensor
 
 from aekit.data import streaming
 from aekit.exceptions import InputError
-from aekit.runtime import autocast
+from aekit.runtime import autocast, flush_denormal
 
 #: rough bytes one evaluation chunk may use; sets how many rows are scored at once.
 EVAL_MEMORY_BUDGET = 256 * 2**20
@@ -64,6 +66,15 @@ def rows_per_chunk(est: Any, n_features: int, draws: int = 1,
     return max(1, budget // bytes_per_row(est, n_features, draws, n_params=n_params))
 
 
+@contextlib.contextmanager
+def computing(est: Any, device: torch.device) -> Iterator[None]:
+    """How a fitted model computes on data: inference mode, its precision's autocast, and
+    subnormals flushed on the CPU when ``est.flush_denormal`` (the caller's mode restored)."""
+    with (torch.inference_mode(), autocast(est.precision, device),
+          flush_denormal(est.flush_denormal and device.type == "cpu")):
+        yield
+
+
 def map_rows(est: Any, X: Any, fn: Any, draws: int = 1,
              others: tuple[np.ndarray, ...] = ()) -> np.ndarray:
     """Apply ``fn(x, *others)`` to chunks of the rows of ``X`` under inference mode and
@@ -76,7 +87,7 @@ def map_rows(est: Any, X: Any, fn: Any, draws: int = 1,
     device = next(est.module_.parameters()).device
     est.module_.eval()
     out, start = [], 0
-    with torch.inference_mode(), autocast(est.precision, device):
+    with computing(est, device):
         for rows in streaming.row_chunks(X, chunk):
             x = torch.as_tensor(rows, device=device)
             rest = [torch.as_tensor(o[start:start + len(x)], device=device) for o in others]

@@ -20,6 +20,7 @@ from aekit.estimator import latent
 from aekit.estimator.inference import (
     EVAL_MEMORY_BUDGET,
     bytes_per_row,
+    computing,
     eval_noise,
     rows_per_chunk,
 )
@@ -31,7 +32,7 @@ from aekit.evaluation.array_metrics import (
     reconstruction_mse,
 )
 from aekit.exceptions import InputError
-from aekit.runtime import autocast, seed
+from aekit.runtime import seed
 
 # ------------------------------------------------------------------------------ helpers
 
@@ -172,7 +173,7 @@ def importance_sampled_log_likelihood(
     eps = _noise(model, k, random_state)                                      # (K, k)
     lls, ses = [], []
     model.module_.eval()
-    with torch.inference_mode(), autocast(model.precision, model._device()):
+    with computing(model, model._device()):
         for x, c in _chunks(model, X, C, rows):
             acc = _RunningLogMeanExp()
             for start in range(0, k, samples):
@@ -356,7 +357,7 @@ def reconstruction_error(model: Any, X: Any, *, y: Any = None) -> dict[str, floa
     X, C = _rows(model, X, y, "reconstruction_error")
     nll, X_hat = [], []
     model.module_.eval()
-    with torch.inference_mode(), autocast(model.precision, model._device()):
+    with computing(model, model._device()):
         rows = rows_per_chunk(model, X.shape[1])
         for (x, c), (z, _) in zip(_chunks(model, X, C, rows), _chunks(model, Z, (), rows)):
             p_x = model._decode(z, *c)                                        # (B,) of (D,)
