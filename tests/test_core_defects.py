@@ -112,6 +112,8 @@ def peak(fn, X):
     fn(X)
     return status("VmHWM") - start
 
+from aekit.evaluation.evaluate import _samples
+
 X = (np.random.default_rng(0).integers(0, 256, (1500, 784)) / 255).astype(np.float32)
 common = dict(likelihood="categorical", hidden_layer_sizes=(8,), n_components=2, max_iter=1,
               batch_size=64, random_state=0, device="cpu")
@@ -121,6 +123,8 @@ vq = aekit.get_model("vq_vae", codebook_size=1024, **common).fit(X[:64])
 print("score_samples", peak(vae.score_samples, X[:24]))
 print("inverse_transform", peak(vae.inverse_transform, Z))
 print("vq_score_samples", peak(vq.score_samples, X[:50]))
+samples = lambda rows: _samples(vae, len(rows), (), 0)          # evaluate's generation draws
+print("evaluate_samples", peak(samples, np.arange(1500)))
 """
 
 
@@ -130,15 +134,16 @@ def test_categorical_evaluation_stays_within_the_memory_budget():
     Chunks sized without the 256 parameters per feature held 24 rows at once in
     score_samples (3.6 GiB measured growth), 1500 decoded codes in inverse_transform
     (2.3 GiB: sized by the 2 columns of the codes) and VQ-VAE's 1024 decoded codes
-    (1.5 GiB); sized with them, each stays near the 256 MiB evaluation budget (measured
-    150-260 MiB)."""
+    (1.5 GiB), and evaluate drew its 1500 samples in one ``sample`` call; sized with them,
+    each stays near the 256 MiB evaluation budget (measured 150-260 MiB)."""
     out = subprocess.run([sys.executable, "-c", PEAK_SCRIPT], capture_output=True, text=True,
                          timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert out.returncode == 0, out.stderr[-2000:]
     growth = {key: int(value) for key, value in (line.split() for line in out.stdout.split("\n")
                                                  if line)}
     print({key: f"{value / 2**20:.0f} MiB" for key, value in growth.items()})
-    assert set(growth) == {"score_samples", "inverse_transform", "vq_score_samples"}
+    assert set(growth) == {"score_samples", "inverse_transform", "vq_score_samples",
+                           "evaluate_samples"}
     for key, value in growth.items():
         assert value < 2.5 * EVAL_MEMORY_BUDGET, f"{key}: {value / 2**20:.0f} MiB"
 
