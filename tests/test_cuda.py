@@ -11,7 +11,6 @@ import pytest
 import torch
 
 import aekit
-from aekit.runtime import deterministic_algorithms
 
 from .conftest import CUDA, assert_same_weights, weights
 
@@ -82,24 +81,21 @@ def test_scores_on_cuda_match_the_cpu(tmp_path, name, digits):
 
 @pytest.mark.parametrize("name", ["ae", "vae", "vq_vae"])
 def test_resume_is_bit_identical_with_deterministic_algorithms(tmp_path, name, digits):
-    """On CUDA a resumed run gives the uninterrupted run's bits under
-    ``deterministic_algorithms()`` (the README's "Scaling out")."""
+    """On CUDA a resumed run gives the uninterrupted run's bits with ``deterministic=True``
+    (the README's "Scaling out")."""
     X = digits[0][:512]
-    params = dict(TINY, max_iter=4, device="cuda")
-    with deterministic_algorithms():
-        full = aekit.get_model(name, **params).fit(X)
-        aekit.get_model(name, **{**params, "max_iter": 2}).fit(
-            X, checkpoint_dir=str(tmp_path))
-        resumed = aekit.get_model(name, **params).fit(X, checkpoint_dir=str(tmp_path),
-                                                      resume=True)
+    params = dict(TINY, max_iter=4, device="cuda", deterministic=True)
+    full = aekit.get_model(name, **params).fit(X)
+    aekit.get_model(name, **{**params, "max_iter": 2}).fit(X, checkpoint_dir=str(tmp_path))
+    resumed = aekit.get_model(name, **params).fit(X, checkpoint_dir=str(tmp_path),
+                                                  resume=True)
     assert_same_weights(weights(resumed), weights(full))
 
 
 def test_a_run_repeats_bit_for_bit_with_deterministic_algorithms(digits):
     X = digits[0][:512]
-    with deterministic_algorithms():
-        a = aekit.VAE(device="cuda", **TINY).fit(X)
-        b = aekit.VAE(device="cuda", **TINY).fit(X)
+    a = aekit.VAE(device="cuda", deterministic=True, **TINY).fit(X)
+    b = aekit.VAE(device="cuda", deterministic=True, **TINY).fit(X)
     assert_same_weights(weights(a), weights(b))
 
 

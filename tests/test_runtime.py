@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import aekit
+import aekit.training.loop
 from aekit.runtime import Precision, resolve_device
 
 from .conftest import SMALL
@@ -130,3 +131,16 @@ def test_precision_owns_the_scaler_only_for_fp16():
     assert Precision("16-mixed", cpu, training=False).scaler is None
     with pytest.raises(ValueError, match="precision"):
         Precision("64", cpu)
+
+
+def test_deterministic_kernels_are_asked_for_on_cuda_only(monkeypatch, digits):
+    calls = []
+    real = aekit.training.loop.deterministic_algorithms
+
+    def spy(enabled=True):
+        calls.append(enabled)
+        return real(enabled)
+
+    monkeypatch.setattr(aekit.training.loop, "deterministic_algorithms", spy)
+    aekit.AE(deterministic=True, **SMALL).fit(digits[0])
+    assert calls == [False]             # a CPU fit is deterministic without it

@@ -83,8 +83,10 @@ class Precision:
     def __init__(self, precision: str, device: torch.device, *, training: bool = True) -> None:
         if precision not in PRECISIONS:
             raise InputError(f"precision must be one of {PRECISIONS}; got {precision!r}")
+        # is_bf16_supported() counts emulation on pre-Ampere GPUs and asks the current
+        # device: bf16 matrix units arrive with compute capability 8.0
         if (precision == "bf16-mixed" and device.type == "cuda"
-                and not torch.cuda.is_bf16_supported()):
+                and torch.cuda.get_device_capability(device) < (8, 0)):
             raise InputError("precision='bf16-mixed' needs a GPU with bfloat16 support; "
                              "use '16-mixed' or '32' on this one")
         self.precision, self.device = precision, device

@@ -142,6 +142,10 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         caller's floating-point mode is restored afterwards). CPUs compute on subnormal
         numbers tens of times slower than on normal ones, and training produces more of
         them as it goes on; False keeps IEEE gradual underflow.
+    deterministic : bool, default=False
+        On CUDA, train with deterministic kernels (:func:`aekit.runtime.deterministic_algorithms`):
+        a fit repeats and resumes bit for bit; slower, and an operation without a
+        deterministic kernel raises. No effect on the CPU, where fits are deterministic.
     """
 
     _parameter_constraints: dict = {
@@ -166,6 +170,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         "compile": ["boolean"],
         "binarize": [StrOptions({"none", "dynamic"})],
         "flush_denormal": ["boolean"],
+        "deterministic": ["boolean"],
     }
 
     def __init__(self, n_components=2, *, hidden_layer_sizes=(256, 128), activation="relu",
@@ -173,7 +178,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
                  max_iter=100, batch_size=128, learning_rate=1e-3, early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=10, tol=1e-4, random_state=None,
                  verbose=0, device="auto", precision="32", on_nan="restore", compile=False,
-                 binarize="none", flush_denormal=True):
+                 binarize="none", flush_denormal=True, deterministic=False):
         self.n_components = n_components
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -195,6 +200,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         self.compile = compile
         self.binarize = binarize
         self.flush_denormal = flush_denormal
+        self.deterministic = deterministic
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Let a model declare only its own parameters plus ``**kwargs``.

@@ -28,7 +28,7 @@ from torch import Tensor
 from aekit.data.sources import Source
 from aekit.data.streaming import RowView, StreamedRows, iter_batches
 from aekit.exceptions import InputError
-from aekit.runtime import Precision, compiled, flush_denormal
+from aekit.runtime import Precision, compiled, deterministic_algorithms, flush_denormal
 from aekit.training import distributed
 from aekit.training.checkpoint import (
     LoopState,
@@ -105,7 +105,8 @@ def _fit_model(est: Any, data: Any, targets: Any, *, device: torch.device,
         ctx.ddp = DistributedDataParallel(distributed.LossModule(est.module_, ctx),
                                           device_ids=device_ids, broadcast_buffers=False)
     y = est._labels_tensor(targets, x.shape[0], device)
-    with flush_denormal(est.flush_denormal and device.type == "cpu"):
+    with flush_denormal(est.flush_denormal and device.type == "cpu"), \
+            deterministic_algorithms(est.deterministic and device.type == "cuda"):
         # what _pretrain draws must be the same on every rank: the shared order stream
         est._pretrain(x, y, dataclasses.replace(ctx, generator=ctx.order))
         fit_loop(est, x, y, ctx, checkpoint_dir=checkpoint_dir,
