@@ -13,7 +13,7 @@ from torch._inductor.exc import InvalidCxxCompiler
 
 import aekit
 from aekit.runtime import compiled
-from aekit.training.checkpoint import CHECKPOINT_NAME, checkpoint_weights
+from aekit.training.checkpoint import CHECKPOINT_NAME, checkpoint_sha256, checkpoint_weights
 
 from .conftest import SMALL, assert_same_weights, history_without_time, weights
 
@@ -108,7 +108,8 @@ def test_a_checkpoint_from_another_device_type_is_refused(digits, tmp_path):
     with safe_open(str(path), framework="pt") as f:
         meta = json.loads(f.metadata()["aekit"])
         tensors = {k: f.get_tensor(k) for k in f.keys()}
-    meta["rng_device"] = "cuda"
+    meta["rng_device"] = "cuda"     # as a CUDA run writes it, digest included
+    meta["sha256"] = checkpoint_sha256(tensors, meta)
     save_file(tensors, str(path), metadata={"aekit": json.dumps(meta)})
     with pytest.raises(ValueError, match="written by a run on cuda and this run is on cpu"):
         aekit.AE(**SMALL).fit(X, checkpoint_dir=tmp_path, resume=True)

@@ -232,14 +232,16 @@ def _train_epoch(est: Any, x: Any, y: Tensor | None, optimizer: Any, ctx: FitCon
 @torch.no_grad()
 def _evaluate(est: Any, x: Tensor, y: Tensor | None, ctx: FitContext) -> dict[str, float]:
     n, chunk = x.shape[0], max(est.batch_size, 1024)
-    sums: dict[str, float] = {}
+    sums: dict[str, Tensor] = {}
     for start in range(0, n, chunk):
         xb = x[start:start + chunk]
         with ctx.precision.autocast():
             out = ctx.loss(xb, None if y is None else y[start:start + len(xb)])
         for name, value in {"loss": out.total, **out.terms}.items():
-            sums[name] = sums.get(name, 0.0) + float(value) * len(xb)
-    return {name: total / n for name, total in sums.items()}
+            value = value.detach().double() * len(xb)      # summed on the device
+            sums[name] = sums[name] + value if name in sums else value
+    totals = torch.stack(list(sums.values())).cpu().tolist()      # one read-back
+    return {name: total / n for name, total in zip(sums, totals)}
 
 
 def _unusable_epoch(est: Any, row: dict[str, float], n_rows: int) -> tuple[str, float] | None:
@@ -251,7 +253,8 @@ def _unusable_epoch(est: Any, row: dict[str, float], n_rows: int) -> tuple[str, 
     if skipped > n_steps / 2:
         return (f"{int(skipped)} of {n_steps} minibatches skipped for non-finite losses",
                 row.get("loss", math.nan))
-    if not all(bool(torch.isfinite(p).all()) for p in est.module_.parameters()):
+    finite = torch.stack([torch.isfinite(p).all() for p in est.module_.parameters()])
+    if not bool(finite.all()):                                        # one read-back
         return "the weights became non-finite", row.get("loss", math.nan)
     return None
 
