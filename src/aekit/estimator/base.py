@@ -471,8 +471,10 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         g = torch.Generator().manual_seed(seed(random_state))
         self.module_.eval()
         with torch.inference_mode():
-            z = self._sample_latent(n, g).to(self._device())                  # (n, k)
-            x = self.module_.likelihood.mean(self._decode(z)).float().cpu().numpy()
+            z = self._sample_latent(n, g).float().cpu().numpy()                # (n, k)
+        lik = self.module_.likelihood
+        # decoded in chunks: each code becomes a full row of the likelihood's parameters
+        x = self._map_rows(z, lambda codes: lik.mean(self._decode(codes)))     # (n, D)
         return x.reshape(n, *self.input_shape_)
 
     def score_samples(self, X: Any) -> np.ndarray:
