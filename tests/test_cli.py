@@ -68,7 +68,40 @@ def inputs(tmp_path_factory):
     five, _ = aekit.datasets.load(folder / "five.npy")
     aekit.AE(hidden_layer_sizes=(8,), max_iter=1, random_state=0).fit(five).save(
         str(folder / "five.safetensors"))
+    # issue #21: outputs that are folders, files or inputs; degenerate and crafted files
+    (folder / "folder.npy").mkdir()
+    (folder / "folder.safetensors").mkdir()
+    (folder / "notes.txt").write_text("not a folder")
+    (folder / "latin1.toml").write_bytes("n_components = 2 # tr\u00e8s\n".encode("latin-1"))
+    (folder / "latin1.csv").write_bytes("a,b\n1,2\n3,\u00e9\n".encode("latin-1"))
+    with open(folder / "no-values.npy", "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False,
+                                                 "shape": (2**62, 0)})
+    np.save(folder / "five-by-0.npy", np.zeros((5, 0), np.float32))
+    (folder / "zero.npy").symlink_to("/dev/zero")
+    aekit.AE(hidden_layer_sizes=(8,), max_iter=1, random_state=0).fit(
+        five, checkpoint_dir=folder / "ck")
+    _crafted(folder / "five.safetensors", folder / "huge.safetensors",
+             lambda m: m["params"].update(hidden_layer_sizes=[10**8]))
+    _crafted(folder / "five.safetensors", folder / "v999.safetensors",
+             lambda m: m.update(format_version=999))
+    _crafted(folder / "five.safetensors", folder / "scaled.safetensors",
+             lambda m: m["params"].update(likelihood_scale=9.0), reseal=False)
     return folder
+
+
+def _crafted(source, path, edit, reseal=True):
+    """A copy of the model file ``source`` with its metadata edited (and the metadata
+    digest recomputed, as a crafted file has it: the digest is no signature)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(source), framework="pt") as f:
+        meta = json.loads(f.metadata()["aekit"])
+    edit(meta)
+    if reseal:
+        meta["sha256"] = aekit.persistence.metadata_sha256(meta)
+    save_file(load_file(str(source)), str(path), metadata={"aekit": json.dumps(meta)})
 
 
 # ---------------------------------------------------------------- listing
@@ -259,6 +292,65 @@ ERRORS = [
      "output folder .*nodir' does not exist"),
     ("wrong-output-suffix", "transform {i}/five.safetensors --data {i}/five.npy -o {o}/z.csv",
      r"should end in \.npy"),
+    # issue #21: one line, before any work, for every one of these
+    ("score-k-0", "score {i}/five.safetensors --data {i}/five.npy -k 0",
+     "-k must be a positive number of importance samples; got 0"),
+    ("score-k-negative", "score {i}/five.safetensors --data {i}/five.npy -k -1",
+     "-k must be a positive number of importance samples; got -1"),
+    ("evaluate-k-0", "evaluate {i}/five.safetensors --data {i}/five.npy -k 0",
+     "-k must be a positive number"),
+    ("huge-n-components", "fit ae --data {i}/five.npy -o {o}/m.safetensors "
+     "--set n_components=1000000000", r"network of 2.57e\+11 parameters .* use a smaller"),
+    ("device-meta", "fit ae --data {i}/five.npy -o {o}/m.safetensors --set device=meta",
+     "device='meta' is not supported"),
+    ("sample-10-billion", "sample {i}/five.safetensors -n 10000000000 -o {o}/s.npy",
+     "-n 10000000000 samples of 5 values take .* more than the memory budget"),
+    ("seed-2**70", f"sample {{i}}/five.safetensors --seed {2**70} -o {{o}}/s.npy",
+     r"--seed must be in \[0, 2\*\*32 - 1\]; got 1180591620717411303424"),
+    ("set-50000-characters", "fit ae --data {i}/five.npy -o {o}/m.safetensors "
+     "--set hidden_layer_sizes=" + "(" * 50_000, "--set value of 50000 characters"),
+    ("set-nested-too-deeply", "fit ae --data {i}/five.npy -o {o}/m.safetensors "
+     "--set n_components=" + "-" * 9_000 + "1", "--set value '-----.*nested too deeply"),
+    ("npy-of-2**62-rows-of-nothing", "fit ae --data {i}/no-values.npy -o {o}/m.safetensors",
+     r"no-values.npy' holds an array of shape \(4611686018427387904, 0\): rows with no"),
+    ("npy-rows-of-nothing", "fit ae --data {i}/five-by-0.npy -o {o}/m.safetensors",
+     r"five-by-0.npy' holds an array of shape \(5, 0\): rows with no values"),
+    ("non-utf8-csv", "fit ae --data {i}/latin1.csv -o {o}/m.safetensors",
+     r"latin1.csv' is not UTF-8 text \(byte 0xe9 at offset 10\)"),
+    ("non-utf8-toml", "fit ae --data {i}/five.npy -o {o}/m.safetensors --config {i}/latin1.toml",
+     "config file .*latin1.toml' is not UTF-8 text"),
+    ("symlink-to-dev-zero", "fit ae --data {i}/zero.npy -o {o}/m.safetensors",
+     "zero.npy' is a character device, through the symlink to '/dev/zero'"),
+    ("output-is-a-folder", "fit ae --data {i}/five.npy -o {i}/folder.safetensors",
+     "output .*folder.safetensors' is a folder; give a file name"),
+    ("transform-output-is-a-folder",
+     "transform {i}/five.safetensors --data {i}/five.npy -o {i}/folder.npy",
+     "output .*folder.npy' is a folder"),
+    ("output-parent-is-a-file", "fit ae --data {i}/five.npy -o {i}/notes.txt/m.safetensors",
+     "output folder .*notes.txt' is a file, not a folder"),
+    ("checkpoint-dir-is-a-file",
+     "fit ae --data {i}/five.npy -o {o}/m.safetensors --checkpoint-dir {i}/notes.txt",
+     "--checkpoint-dir .*notes.txt' is a file, not a folder"),
+    ("fit-report-is-a-file", "fit ae --data {i}/five.npy -o {o}/m.safetensors "
+     "--report {i}/notes.txt", "--report .*notes.txt' is a file, not a folder"),
+    ("report-output-is-a-file", "report {i}/five.safetensors --data {i}/five.npy "
+     "-o {i}/notes.txt", "-o .*notes.txt' is a file, not a folder"),
+    ("transform-over-its-input",
+     "transform {i}/five.safetensors --data {i}/five.npy -o {i}/five.npy",
+     "output .*five.npy' is the input .*five.npy': writing it would replace"),
+    ("fit-over-its-checkpoint", "fit ae --data {i}/five.npy --checkpoint-dir {i}/ck --resume "
+     "-o {i}/ck/checkpoint.safetensors", "output .*checkpoint.safetensors' is the input"),
+    ("fresh-run-over-a-checkpoint",
+     "fit ae --data {i}/five.npy -o {o}/m.safetensors --checkpoint-dir {i}/ck",
+     "holds the checkpoint of an earlier run .* --overwrite"),
+    ("overwrite-without-checkpoint-dir", "fit ae --data {i}/five.npy -o {o}/m.safetensors "
+     "--overwrite", "--overwrite needs --checkpoint-dir"),
+    ("crafted-huge-model", "transform {i}/huge.safetensors --data {i}/five.npy -o {o}/z.npy",
+     "weights do not fit a AE"),
+    ("model-format-999", "sample {i}/v999.safetensors -o {o}/s.npy",
+     "format_version 999; this aekit .* reads versions 1 to 2"),
+    ("model-metadata-altered", "score {i}/scaled.safetensors --data {i}/five.npy",
+     "metadata .* do not match the SHA-256"),
 ]
 
 
@@ -338,3 +430,122 @@ def test_report_and_fit_report_write_a_page(capsys, vae_file, tmp_path):
     assert code == 0, err
     html = (tmp_path / "fit-report" / "index.html").read_text()
     assert "AE" in html and "<img" in html
+
+
+# ------------------------------------------------------- outputs before work (issue #21)
+
+@pytest.mark.parametrize("argv", [
+    "fit ae --data {i}/five.npy -o {i}/folder.safetensors",
+    "fit ae --data {i}/five.npy -o {o}/m.safetensors --checkpoint-dir {i}/notes.txt",
+    "fit ae --data {i}/five.npy -o {o}/m.safetensors --report {i}/notes.txt",
+    "fit ae --data {i}/five.npy -o {o}/m.safetensors --checkpoint-dir {i}/ck",
+    "transform {i}/five.safetensors --data {i}/five.npy -o {i}/five.npy",
+    "report {i}/five.safetensors --data {i}/five.npy -o {i}/notes.txt",
+], ids=["output-folder", "checkpoint-dir-file", "report-file", "fresh-over-checkpoint",
+        "output-is-input", "report-output-file"])
+def test_outputs_are_refused_before_the_data_are_read(capsys, inputs, tmp_path, monkeypatch,
+                                                      argv):
+    def no_reading(*args, **kwargs):
+        raise AssertionError("the data were read before the outputs were checked")
+
+    monkeypatch.setattr(sys.modules["aekit.cli.main"], "load_data", no_reading)
+    monkeypatch.setattr("aekit.load", no_reading)
+    code, out, err = run(capsys, *argv.format(i=inputs, o=tmp_path).split())
+    assert code == 2 and len(err.splitlines()) == 1 and err.startswith("aekit: error: "), err
+
+
+def _unwritable_folder(tmp_path):
+    """A folder this process cannot create files in (root may write anywhere it owns:
+    then /sys, where even root may not create files)."""
+    if os.geteuid() != 0:
+        folder = tmp_path / "read-only"
+        folder.mkdir()
+        folder.chmod(0o555)
+        return folder
+    if sys.platform.startswith("linux") and not os.access("/sys", os.W_OK) or _cannot_create(
+            "/sys"):
+        return "/sys"
+    pytest.skip("no unwritable folder for root here")
+
+
+def _cannot_create(folder):
+    try:
+        with open(os.path.join(folder, ".aekit-test"), "x"):
+            pass
+    except OSError:
+        return True
+    os.unlink(os.path.join(folder, ".aekit-test"))
+    return False
+
+
+def test_an_unwritable_output_folder_is_refused_before_training(capsys, inputs, tmp_path,
+                                                               monkeypatch):
+    folder = _unwritable_folder(tmp_path)
+    monkeypatch.setattr(sys.modules["aekit.cli.main"], "load_data",
+                        lambda *a, **k: pytest.fail("data read"))
+    for argv in (["fit", "ae", "--data", inputs / "five.npy", "-o", f"{folder}/m.safetensors"],
+                 ["report", inputs / "five.safetensors", "--data", inputs / "five.npy",
+                  "-o", f"{folder}/report"]):
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and len(err.splitlines()) == 1, err
+        assert re.search(r"cannot write .* in '.*'", err), err
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE is POSIX")
+def test_a_full_disk_after_training_is_one_line_and_leaves_nothing(inputs, tmp_path):
+    """A write cut short (the file size limit stands in for a full disk) after the whole
+    training run: one line naming the output, no traceback, no file."""
+    code = ("import resource, signal, sys\n"
+            "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (1000, 1000))\n"
+            "from aekit.cli.main import main\n"
+            "sys.exit(main(sys.argv[1:]))\n")
+    env = {k: v for k, v in os.environ.items() if k != "AEKIT_DEBUG"}
+    out = subprocess.run([sys.executable, "-c", code, "fit", "ae", "--data",
+                          str(inputs / "five.npy"), "--set", "max_iter=1", "-q", "-o",
+                          str(tmp_path / "m.safetensors")], capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.startswith(f"aekit: error: cannot write '{tmp_path / 'm.safetensors'}'")
+    assert len(out.stderr.splitlines()) == 1 and files_in(tmp_path) == []
+
+
+def test_overwrite_replaces_another_runs_checkpoint(capsys, inputs, tmp_path):
+    ck = tmp_path / "ck"
+    ck.mkdir()
+    (ck / "checkpoint.safetensors").write_bytes((inputs / "ck" / "checkpoint.safetensors")
+                                                .read_bytes())
+    args = ["fit", "ae", "--data", inputs / "five.npy", "--set", "max_iter=2", "--set",
+            "n_components=3", "-q", "--checkpoint-dir", ck, "-o", tmp_path / "m.safetensors"]
+    code, _, err = run(capsys, *args)
+    assert code == 2 and "holds the checkpoint of an earlier run" in err
+    code, _, err = run(capsys, *args, "--overwrite")
+    assert code == 0, err
+    assert files_in(ck) == ["checkpoint.safetensors"]
+    code, _, err = run(capsys, *args[:-4], "--set", "max_iter=3", "--checkpoint-dir", ck,
+                       "--resume", "-o", tmp_path / "m.safetensors")
+    assert code == 0, err
+    assert aekit.load(tmp_path / "m.safetensors").n_iter_ == 3
+
+
+HOLDER = """
+import sys, time
+from aekit.training.checkpoint import claim
+with claim(sys.argv[1]):
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_second_run_into_a_held_checkpoint_dir_is_refused(capsys, inputs, tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path / "ck")],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        code, _, err = run(capsys, "fit", "ae", "--data", inputs / "five.npy", "-q",
+                           "--checkpoint-dir", tmp_path / "ck", "-o", tmp_path / "m.safetensors")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert code == 2 and "another run is writing checkpoints into" in err, err
+    assert not (tmp_path / "m.safetensors").exists()

@@ -25,7 +25,10 @@ from sklearn.utils._param_validation import InvalidParameterError
 import aekit
 from aekit.cli.demo import run_demo
 from aekit.cli.support import (
+    check_model_size,
     check_output,
+    check_output_folder,
+    check_samples,
     count_rows,
     in_memory,
     load_data,
@@ -43,6 +46,7 @@ from aekit.exceptions import InputError
 from aekit.reporting.report import write_report
 from aekit.runtime import atomic_write
 from aekit.training import DivergenceError, distributed
+from aekit.training.checkpoint import CHECKPOINT_NAME, claim
 from aekit.training.distributed import finish, is_main_process
 
 EXIT_USAGE = 2
@@ -69,18 +73,33 @@ def cmd_datasets(args: argparse.Namespace) -> None:
 
 
 def cmd_fit(args: argparse.Namespace) -> None:
-    check_output(args.output, ".safetensors")
+    checkpoint = args.checkpoint_dir and Path(args.checkpoint_dir) / CHECKPOINT_NAME
+    # every output is checked before the data are read, let alone trained on
+    check_output(args.output, ".safetensors", inputs=(args.data, args.config, checkpoint))
+    if args.report:
+        check_output_folder(args.report, "--report")
+    if args.checkpoint_dir:
+        check_output_folder(args.checkpoint_dir, "--checkpoint-dir")
     params = model_params(args)
     params.setdefault("verbose", 0 if args.quiet else 1)
     if args.precision is not None:
         params["precision"] = args.precision
     if args.resume and args.checkpoint_dir is None:
         raise InputError("--resume needs --checkpoint-dir (the folder of the run to resume)")
+    if args.overwrite and args.checkpoint_dir is None:
+        raise InputError("--overwrite needs --checkpoint-dir (the folder whose checkpoint to "
+                         "replace)")
     model = make_model(args.model, params)
-    X, y = load_data(args.data, args.split, args.memory_budget)
-    start = time.perf_counter()
-    model.fit(X, y, checkpoint_dir=args.checkpoint_dir, checkpoint_every=args.checkpoint_every,
-              resume=args.resume, memory_budget=args.memory_budget)
+    # the checkpoint folder is held from here (fit holds it again inside): another run's
+    # checkpoint is refused before the data are read; torchrun's rank 0 holds the lock
+    rank0 = int(os.environ.get("RANK", "0")) == 0
+    with claim(args.checkpoint_dir, resume=args.resume, overwrite=args.overwrite, main=rank0):
+        X, y = load_data(args.data, args.split, args.memory_budget)
+        check_model_size(model, X, y)
+        start = time.perf_counter()
+        model.fit(X, y, checkpoint_dir=args.checkpoint_dir,
+                  checkpoint_every=args.checkpoint_every, resume=args.resume,
+                  memory_budget=args.memory_budget)
 
     if not is_main_process():       # under torchrun only rank 0 writes and reports
         return
@@ -104,7 +123,7 @@ def cmd_fit(args: argparse.Namespace) -> None:
 
 def cmd_transform(args: argparse.Namespace) -> None:
 
-    check_output(args.output, (".npy", ".parquet"))
+    check_output(args.output, (".npy", ".parquet"), inputs=(args.data, args.model_file))
     model = aekit.load(args.model_file)
     X, _ = load_data(args.data, args.split, args.memory_budget)
     write_output(args.output, model.transform, X, column_prefix="z")
@@ -112,20 +131,24 @@ def cmd_transform(args: argparse.Namespace) -> None:
 
 def cmd_sample(args: argparse.Namespace) -> None:
 
-    check_output(args.output, ".npy")
+    check_output(args.output, ".npy", inputs=(args.model_file,))
     if args.n_samples < 1:
         raise InputError(f"-n must be a positive number of samples; got {args.n_samples}")
     model = aekit.load(args.model_file)
+    check_samples(model, args.n_samples, args.seed)
     write_npy(args.output, model.sample(args.n_samples, random_state=args.seed))
 
 
 def cmd_score(args: argparse.Namespace) -> None:
 
+    if args.n_importance_samples is not None and args.n_importance_samples < 1:
+        raise InputError(f"-k must be a positive number of importance samples; got "
+                         f"{args.n_importance_samples}")
     model = aekit.load(args.model_file)
     if args.n_importance_samples is not None and "n_importance_samples" in model.get_params():
         model.set_params(n_importance_samples=args.n_importance_samples)
     if args.output:
-        check_output(args.output, (".npy", ".parquet"))
+        check_output(args.output, (".npy", ".parquet"), inputs=(args.data, args.model_file))
     X, _ = load_data(args.data, args.split, args.memory_budget)
     ll = distributed.map_sharded(model.score_samples, X)
     if args.output and distributed.is_main_process():
@@ -172,6 +195,7 @@ def _test_split(data: str) -> tuple[np.ndarray | None, np.ndarray | None]:
 
 def cmd_report(args: argparse.Namespace) -> None:
 
+    check_output_folder(args.output_dir, "-o")
     model = aekit.load(args.model_file)
     X, y = load_data(args.data, "train" if args.split == "test" else args.split,
                       args.memory_budget)
@@ -184,10 +208,11 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
 
-    if args.json and Path(args.json).suffix != ".json":
-        raise InputError(f"--json output {args.json!r} should end in .json")
-    if args.json and not Path(args.json).parent.exists():
-        raise InputError(f"output folder {str(Path(args.json).parent)!r} does not exist")
+    if args.json:
+        check_output(args.json, ".json", inputs=(args.model_file, args.data))
+    if args.n_importance_samples < 1:
+        raise InputError(f"-k must be a positive number of importance samples; got "
+                         f"{args.n_importance_samples}")
     model = aekit.load(args.model_file)
     X_test, y_test = load_data(args.data, args.split, args.memory_budget)
     in_memory(X_test, "evaluate")
@@ -216,6 +241,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> None:
 
+    check_output_folder(args.output_dir, "-o")
     run_demo(args.output_dir, max_iter=args.max_iter, quiet=args.quiet)
 
 
@@ -254,6 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=int, default=1, metavar="EPOCHS")
     p.add_argument("--resume", action="store_true",
                    help="continue the run saved in --checkpoint-dir")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the checkpoint of an earlier run in --checkpoint-dir "
+                   "(without it a fresh run there is refused)")
     p.add_argument("--report", metavar="DIR", help="write an HTML report here after training")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=cmd_fit)

@@ -6,25 +6,43 @@ from __future__ import annotations
 
 import argparse
 import ast
+import math
 import os
+import secrets
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from sklearn.base import clone
 
 import aekit
 from aekit.data import datasets, sources, streaming
-from aekit.exceptions import InputError
+from aekit.data.sources.source import check_file
+from aekit.exceptions import InputError, input_checks
 from aekit.runtime import atomic_write
 from aekit.training import distributed
+
+#: the longest ``--set`` value read as a literal (a parameter never needs more; a deeply
+#: nested one would exhaust the parser's recursion)
+MAX_VALUE_CHARS = 10_000
+#: bytes a network may need per parameter in training: weights, gradients, two Adam
+#: moments, and the loop's two snapshots (last good and best weights)
+TRAINING_BYTES_PER_PARAMETER = 6 * 4
 
 
 def parse_value(text: str) -> Any:
     """``--set`` values: Python literals (numbers, tuples, True, None) else plain strings."""
+    if len(text) > MAX_VALUE_CHARS:
+        raise InputError(f"--set value of {len(text)} characters ({text[:30]!r}...); values "
+                         f"have at most {MAX_VALUE_CHARS}")
     try:
         return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
+    except (ValueError, SyntaxError, TypeError):
         return text
+    except (RecursionError, MemoryError):
+        raise InputError(f"--set value {text[:30]!r}... is nested too deeply to read") from None
 
 
 def read_config(path: str | None) -> dict[str, Any]:
@@ -35,12 +53,19 @@ def read_config(path: str | None) -> dict[str, Any]:
     except ModuleNotFoundError:  # Python 3.10
         import tomli as tomllib  # type: ignore[no-redef]
     try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
+        check_file(path, "config file")
     except FileNotFoundError:
         raise InputError(f"config file {path!r} does not exist") from None
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except UnicodeDecodeError as exc:
+        raise InputError(f"config file {path!r} is not UTF-8 text ({exc.reason} at byte "
+                         f"{exc.start}); save it as UTF-8 TOML") from None
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"config file {path!r} is not valid TOML: {exc}") from None
+    except (RecursionError, MemoryError):
+        raise InputError(f"config file {path!r} is nested too deeply to read") from None
     return {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
 
 
@@ -71,7 +96,7 @@ def load_data(source: str, split: str, memory_budget: str | None = None
     larger than the memory budget comes back as a (flattened) source to stream."""
 
     if source in datasets.list_datasets() or not sources.is_streamable(source):
-        return datasets.load(source, split=split)
+        return datasets.load(source, split=split, memory_budget=memory_budget)
     try:
         src = sources.Flattened(sources.open_source(source))
         budget = sources.memory_budget(memory_budget)
@@ -115,11 +140,109 @@ def write_npy(path: str, array: np.ndarray) -> None:
     atomic_write(path, write)
 
 
-def check_output(path: str, suffix: str | tuple[str, ...]) -> None:
-    """Refuse a bad output path before any work is done."""
+def check_output(path: str, suffix: str | tuple[str, ...],
+                 inputs: Iterable[str | os.PathLike | None] = ()) -> None:
+    """Refuse a bad output file before any work is done: another suffix, a folder, a
+    missing or unwritable folder, or a file that is one of ``inputs`` (the data, the model,
+    a checkpoint) and would be replaced."""
     p = Path(path)
     suffixes = (suffix,) if isinstance(suffix, str) else suffix
     if p.suffix not in suffixes:
         raise InputError(f"output {path!r} should end in {' or '.join(suffixes)}")
+    if p.is_dir():
+        raise InputError(f"output {path!r} is a folder; give a file name ending in "
+                         f"{' or '.join(suffixes)}")
     if not p.parent.exists():
         raise InputError(f"output folder {str(p.parent)!r} does not exist")
+    if not p.parent.is_dir():
+        raise InputError(f"output folder {str(p.parent)!r} is a file, not a folder")
+    for source in inputs:
+        if source is not None and _same_file(p, Path(source)):
+            raise InputError(f"output {path!r} is the input {str(source)!r}: writing it would "
+                             "replace what is being read; give another output")
+    _probe(p.parent, f"output {path!r}")
+
+
+def check_output_folder(path: str, what: str) -> None:
+    """Refuse a bad output folder (created when missing) before any work is done: a file
+    at its path, or an unwritable folder where it would be made."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise InputError(f"{what} {path!r} is a file, not a folder; give a folder (it is "
+                         "created when missing)")
+    existing = next((a for a in (p, *p.parents) if a.exists()), Path("."))
+    if not existing.is_dir():
+        raise InputError(f"{what} {path!r} cannot be created: {str(existing)!r} is a file")
+    _probe(existing, f"{what} {path!r}")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        return False
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _probe(folder: Path, what: str) -> None:
+    """Create and remove a file in ``folder`` (named as aekit's temporaries are): a
+    read-only file system, a missing permission or a full inode table is found now, not
+    after the whole training run."""
+    probe = folder / f".aekit-probe.{secrets.token_hex(6)}.tmp"
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        os.unlink(probe)
+    except OSError as exc:
+        raise InputError(f"cannot write {what}: {exc.strerror or exc} in {str(folder)!r}"
+                         ) from None
+
+
+def check_model_size(model: Any, X: Any, y: Any) -> None:
+    """Refuse parameters whose network would not fit in this machine's memory, before any
+    of it is allocated (e.g. ``--set n_components=1000000000``): the network is built on the
+    ``meta`` device and its parameters counted."""
+    shape = tuple(X.row_shape) if hasattr(X, "row_shape") else tuple(np.shape(X)[1:])
+    if not shape or 0 in shape:
+        return                              # fit refuses such data with its own message
+    probe = clone(model)
+    try:
+        with input_checks():
+            fitted, _ = probe._fit_targets(y)
+        for attr, value in fitted.items():
+            setattr(probe, attr, value)
+        with torch.device("meta"):
+            module = probe._build(shape)
+    except (ValueError, TypeError, AttributeError, RuntimeError, OverflowError):
+        return                              # fit reports what is wrong with its own words
+    n = sum(t.numel() for t in module.parameters())
+    need, have = n * TRAINING_BYTES_PER_PARAMETER, _machine_memory()
+    if need > have:
+        raise InputError(f"these parameters give {type(model).__name__} a network of {n:.3g} "
+                         f"parameters for rows of shape {shape}: training needs about "
+                         f"{_gib(need)} and this machine has {_gib(have)}; use a smaller "
+                         "n_components / hidden_layer_sizes")
+
+
+def _machine_memory() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.3g} GiB"
+
+
+def check_samples(model: Any, n_samples: int, seed: int | None) -> None:
+    """Refuse ``sample -n`` counts whose output would not fit in the memory budget, and
+    seeds outside numpy's range, before any work."""
+    if n_samples < 1:
+        raise InputError(f"-n must be a positive number of samples; got {n_samples}")
+    budget = sources.memory_budget(None)
+    row = 4 * math.prod(getattr(model, "input_shape_", (1,)))
+    if n_samples * row > budget:
+        raise InputError(f"-n {n_samples} samples of {row // 4} values take "
+                         f"{_gib(n_samples * row)}, more than the memory budget of "
+                         f"{_gib(budget)} (a quarter of this machine's memory); ask for at "
+                         f"most {budget // row}, in several runs with different --seed")
+    if seed is not None and not 0 <= seed < 2**32:
+        raise InputError(f"--seed must be in [0, 2**32 - 1]; got {seed}")
