@@ -9,6 +9,7 @@ from aekit import distributions, evaluation  # noqa: E402  (public sub-packages)
 from aekit._registry import get_model, list_models, register
 from aekit._version import __version__
 from aekit.data import datasets
+from aekit.detection import AnomalyDetector
 from aekit.estimator import BaseAutoencoder, Capabilities
 from aekit.models import (
     AAE,
@@ -32,6 +33,7 @@ from aekit.training import DivergenceError, FitContext, LossTerms
 __all__ = [
     "AAE",
     "AE",
+    "AnomalyDetector",
     "CVAE",
     "IWAE",
     "M2",
