@@ -1,0 +1,291 @@
+"""ADBench tables: AUCROC of aekit's AnomalyDetector against IsolationForest, same run.
+
+Protocol (ADBench, Han et al., NeurIPS 2022, unsupervised setting, its
+``datasets/data_generator.py``): a data set with more than 10,000 rows is subsampled at
+random to 10,000 and one with fewer than 1,000 rows is resampled with duplicates up to
+1,000; 70/30 stratified train/test split; the training part keeps its anomalies,
+unlabelled; min-max scaling fitted on the training part; default hyper-parameters (no
+tuning on test labels); AUCROC on the test part; ``--seeds`` seeds (each seed draws its own
+subsample and split). Methods: ``aekit.AnomalyDetector()`` with its defaults (a VAE with a
+learned-sigma Gaussian decoder, importance-sampled -log p(x)); scikit-learn's
+``IsolationForest``; PyOD's ``VAE`` and ``AutoEncoder`` when ``import pyod`` works. The
+published Table D4 numbers (mean of 3 seeds) are printed beside them when the csv is in the
+data folder.
+
+Every finished (dataset, seed, method) result is appended to ``results.jsonl`` in
+``--checkpoint-dir`` as it finishes; ``--resume`` skips those already there.
+
+Usage: python benchmarks/anomaly.py [--datasets cardio,thyroid] [--seeds 3]
+       [--data-dir ../shared/data/adbench] [--checkpoint-dir runs/anomaly --resume]
+       [--epochs N (smoke runs only: not the default hyper-parameters)] [--write BENCHMARKS.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.ensemble import IsolationForest
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import MinMaxScaler
+
+import aekit
+from aekit.evaluation.quick_bench import machine_description, update_section
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = ROOT / ".." / "shared" / "data" / "adbench"
+TABLE_D4 = "adbench_table_d4_aucroc.csv"
+MAX_ROWS, MIN_ROWS = 10_000, 1_000
+
+
+def datasets_in(folder: Path, wanted: list[str] | None) -> list[Path]:
+    """The ``N_name.npz`` files of ``folder``, by number; ``wanted`` picks by name
+    (``cardio`` or ``6_cardio``, any case)."""
+    files = sorted(folder.glob("*.npz"), key=lambda p: int(p.stem.split("_")[0]))
+    if not wanted:
+        return files
+    keys = {w.lower() for w in wanted}
+    chosen = [p for p in files if p.stem.lower() in keys or short(p).lower() in keys]
+    missing = keys - {p.stem.lower() for p in chosen} - {short(p).lower() for p in chosen}
+    if missing:
+        raise SystemExit(f"no such data set in {folder}: {', '.join(sorted(missing))}; "
+                         f"there are {', '.join(short(p) for p in files)}")
+    return chosen
+
+
+def short(path: Path) -> str:
+    """``6_cardio.npz`` -> ``cardio`` (the names of Table D4)."""
+    return path.stem.split("_", 1)[1]
+
+
+def split(path: Path, seed: int) -> tuple[np.ndarray, ...]:
+    """ADBench's unsupervised split of one data set for one seed, min-max scaled."""
+    with np.load(path, allow_pickle=False) as d:
+        X, y = d["X"].astype(np.float64), d["y"].astype(np.int64)
+    rng = np.random.default_rng(seed)
+    if len(y) > MAX_ROWS:
+        keep = rng.choice(len(y), MAX_ROWS, replace=False)
+        X, y = X[keep], y[keep]
+    elif len(y) < MIN_ROWS:
+        keep = rng.choice(len(y), MIN_ROWS, replace=True)
+        X, y = X[keep], y[keep]
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, stratify=y,
+                                                        random_state=seed)
+    scaler = MinMaxScaler().fit(X_train)
+    X_train = scaler.transform(X_train).astype(np.float32)
+    X_test = scaler.transform(X_test).astype(np.float32)
+    return X_train, X_test, y_train, y_test
+
+
+def run_aekit(X_train, X_test, seed, epochs):
+    model = None if epochs is None else aekit.VAE(likelihood="gaussian_learned",
+                                                  max_iter=epochs)
+    with warnings.catch_warnings(record=True):      # posterior collapse: recorded below
+        warnings.simplefilter("always")
+        det = aekit.AnomalyDetector(model, random_state=seed).fit(X_train)
+    active = det.model_.history_.get("active_units", [None])[-1]
+    return det.anomaly_score(X_test), {"active_units": active}
+
+
+def run_iforest(X_train, X_test, seed, epochs):
+    forest = IsolationForest(random_state=seed).fit(X_train)
+    return -forest.score_samples(X_test), {}              # higher = more abnormal
+
+
+def pyod_methods() -> dict:
+    """PyOD's deep detectors with their defaults, when PyOD is installed."""
+    try:
+        from pyod.models.auto_encoder import AutoEncoder
+        from pyod.models.vae import VAE
+    except ImportError:
+        return {}
+
+    def make(cls):
+        def run(X_train, X_test, seed, epochs):
+            kwargs = {} if epochs is None else {"epoch_num": epochs}
+            try:
+                est = cls(random_state=seed, **kwargs)
+            except TypeError:                     # older PyOD: other parameter names
+                est = cls(**({} if epochs is None else {"epochs": epochs}))
+            return est.fit(X_train).decision_function(X_test), {}   # PyOD: higher = abnormal
+        return run
+
+    return {"pyod_vae": make(VAE), "pyod_ae": make(AutoEncoder)}
+
+
+def read_table_d4(folder: Path) -> dict[str, dict[str, float]]:
+    path = folder / TABLE_D4
+    if not path.exists():
+        return {}
+    with open(path, newline="") as f:
+        return {row["dataset"]: {k: float(v) for k, v in row.items() if k != "dataset" and v}
+                for row in csv.DictReader(f)}
+
+
+def load_results(path: Path | None) -> list[dict]:
+    if path is None or not path.exists():
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def append_result(path: Path | None, result: dict) -> None:
+    if path is None:
+        return
+    with open(path, "a") as f:
+        f.write(json.dumps(result) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def mean_sd(values: list[float]) -> str:
+    if not values:
+        return "—"
+    if len(values) == 1:
+        return f"{values[0]:.1f}"
+    return f"{np.mean(values):.1f} ± {np.std(values, ddof=1):.1f}"
+
+
+def render(results: list[dict], datasets: list[Path], methods: list[str], d4: dict,
+           args: argparse.Namespace, seconds: float) -> str:
+    names = {"aekit": "aekit VAE", "iforest": "IForest", "pyod_vae": "PyOD VAE",
+             "pyod_ae": "PyOD AE"}
+    head = ["data set"] + [f"{names[m]} (this run)" for m in methods]
+    if d4:
+        head += ["IForest (D4)", "best in D4"]
+    head += [f"{names[m]} fit+score [s]" for m in methods]
+    lines = ["<!-- anomaly:start -->",
+             f"Command: `python benchmarks/anomaly.py --seeds {args.seeds}"
+             + (f" --datasets {args.datasets}" if args.datasets else "")
+             + (f" --epochs {args.epochs}" if args.epochs is not None else "")
+             + f"` ({seconds / 60:.1f} min of fitting and scoring). Machine: {machine_description()}; torch "
+             f"{torch.__version__}; aekit {aekit.__version__}; {time.strftime('%Y-%m-%d')}.",
+             "",
+             "AUCROC (%) on the test part, mean ± sd over seeds; ADBench's unsupervised "
+             "protocol (70/30 stratified split, anomalies unlabelled in training, min-max "
+             "scaling fitted on training, at most 10,000 rows, at least 1,000 by resampling), "
+             "default hyper-parameters"
+             + ("" if args.epochs is None else f" except {args.epochs} epochs (a smoke run)")
+             + ". D4: the published ADBench Table D4 (mean of 3 seeds).", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    means: dict[str, list[float]] = {m: [] for m in methods + ["d4_iforest"]}
+    for path in datasets:
+        name = short(path)
+        row = [name]
+        times = []
+        for m in methods:
+            done = [r for r in results if r["dataset"] == name and r["method"] == m]
+            aucs = [100 * r["aucroc"] for r in done]
+            row.append(mean_sd(aucs))
+            times.append(f"{np.mean([r['seconds'] for r in done]):.1f}" if done else "—")
+            if aucs:
+                means[m].append(float(np.mean(aucs)))
+        if d4:
+            pub = d4.get(name, {})
+            if "IForest" in pub:
+                means["d4_iforest"].append(pub["IForest"])
+            best = max(pub.items(), key=lambda kv: kv[1]) if pub else None
+            row += [f"{pub['IForest']:.1f}" if "IForest" in pub else "—",
+                    f"{best[1]:.1f} ({best[0]})" if best else "—"]
+        lines.append("| " + " | ".join(row + times) + " |")
+    complete = all(len(means[m]) == len(datasets) for m in methods)
+    if complete and len(datasets) > 1:
+        row = [f"mean of these {len(datasets)}"] + [f"{np.mean(means[m]):.1f}"
+                                                    for m in methods]
+        if d4:
+            row += [f"{np.mean(means['d4_iforest']):.1f}"
+                    if len(means["d4_iforest"]) == len(datasets) else "—", ""]
+        lines.append("| " + " | ".join(row + [""] * len(methods)) + " |")
+    lines.append("<!-- anomaly:end -->")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data-dir", type=Path, default=DEFAULT_DATA,
+                    help="folder of ADBench's N_name.npz files (default: ../shared/data/"
+                         "adbench beside the repository)")
+    ap.add_argument("--datasets", help="comma-separated names (cardio or 6_cardio); "
+                                       "default: every .npz in the folder")
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--epochs", type=int, default=None,
+                    help="override the VAE's max_iter (smoke runs; not ADBench's protocol)")
+    ap.add_argument("--methods", default="aekit,iforest,pyod",
+                    help="aekit, iforest, pyod (PyOD's VAE and AutoEncoder, when installed)")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    ap.add_argument("--checkpoint-dir", type=Path,
+                    help="append each finished result to results.jsonl here")
+    ap.add_argument("--resume", action="store_true",
+                    help="skip the (dataset, seed, method) results already in --checkpoint-dir")
+    ap.add_argument("--write", help="update this markdown file's 'anomaly' section")
+    args = ap.parse_args()
+    if args.resume and args.checkpoint_dir is None:
+        raise SystemExit("--resume needs --checkpoint-dir")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    folder = args.data_dir.resolve()
+    if not folder.is_dir():
+        raise SystemExit(f"no data folder {folder}: give --data-dir")
+    datasets = datasets_in(folder, args.datasets.split(",") if args.datasets else None)
+
+    runners = {"aekit": run_aekit, "iforest": run_iforest}
+    wanted = args.methods.split(",")
+    if "pyod" in wanted:
+        found = pyod_methods()
+        if found:
+            runners.update(found)
+        else:
+            print("PyOD is not installed (import pyod failed): its detectors are skipped")
+    methods = [m for m in runners if m in wanted or (m.startswith("pyod_") and "pyod" in wanted)]
+
+    log_path = None
+    if args.checkpoint_dir is not None:
+        args.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        log_path = args.checkpoint_dir / "results.jsonl"
+        if log_path.exists() and not args.resume:
+            raise SystemExit(f"{log_path} exists: pass --resume to continue it, or another "
+                             "--checkpoint-dir")
+    results = load_results(log_path) if args.resume else []
+    done = {(r["dataset"], r["seed"], r["method"]) for r in results}
+    d4 = read_table_d4(folder)
+    for path in datasets:
+        name = short(path)
+        for seed in range(args.seeds):
+            todo = [m for m in methods if (name, seed, m) not in done]
+            if not todo:
+                continue
+            X_train, X_test, _, y_test = split(path, seed)
+            for m in todo:
+                start = time.perf_counter()
+                scores, extra = runners[m](X_train, X_test, seed, args.epochs)
+                seconds = time.perf_counter() - start
+                auc = float(roc_auc_score(y_test, scores)) if np.isfinite(scores).all() \
+                    else math.nan
+                result = {"dataset": name, "seed": seed, "method": m, "aucroc": auc,
+                          "seconds": seconds, "n_train": len(X_train),
+                          "n_features": X_train.shape[1], "epochs": args.epochs, **extra}
+                results.append(result)
+                append_result(log_path, result)
+                pub = d4.get(name, {}).get("IForest")
+                print(f"{name} seed {seed} {m}: AUCROC {100 * auc:.1f}"
+                      + (f" (IForest in D4: {pub:.1f})" if pub is not None else "")
+                      + f", {seconds:.1f} s"
+                      + "".join(f", {k} {v}" for k, v in extra.items()), flush=True)
+    table = render(results, datasets, methods, d4, args,
+                   sum(r["seconds"] for r in results if r["method"] in methods))
+    print(table)
+    if args.write:
+        update_section(args.write, "anomaly", "Anomaly detection (ADBench tables)", table)
+
+
+if __name__ == "__main__":
+    main()
