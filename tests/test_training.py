@@ -274,3 +274,21 @@ def test_a_checkpoint_with_other_labels_is_refused(digits, tmp_path):
     resumed = aekit.CVAE(**{**SMALL, "max_iter": 6}).fit(X, y, checkpoint_dir=tmp_path,
                                                          resume=True)
     assert resumed.n_iter_ == 6
+
+
+def test_a_fresh_fit_over_another_runs_checkpoint_needs_overwrite(digits, tmp_path):
+    X, _ = digits
+    aekit.AE(**SMALL).fit(X, checkpoint_dir=tmp_path)
+    with pytest.raises(ValueError, match="holds the checkpoint of an earlier run"):
+        aekit.AE(n_components=3, **SMALL).fit(X, checkpoint_dir=tmp_path)
+    model = aekit.AE(n_components=3, **SMALL).fit(X, checkpoint_dir=tmp_path, overwrite=True)
+    resumed = aekit.AE(n_components=3, **SMALL).fit(X, checkpoint_dir=tmp_path, resume=True)
+    assert_same_weights(weights(model), weights(resumed))
+
+
+def test_a_network_too_large_for_memory_is_refused_before_allocation(digits):
+    X, _ = digits
+    model = aekit.AE(n_components=10**9, **SMALL)
+    with pytest.raises(ValueError, match="network of .* parameters .* use a smaller"):
+        model.fit(X)
+    assert not hasattr(model, "module_")

@@ -25,7 +25,6 @@ from sklearn.utils._param_validation import InvalidParameterError
 import aekit
 from aekit.cli.demo import run_demo
 from aekit.cli.support import (
-    check_model_size,
     check_output,
     check_output_folder,
     check_samples,
@@ -95,11 +94,10 @@ def cmd_fit(args: argparse.Namespace) -> None:
     rank0 = int(os.environ.get("RANK", "0")) == 0
     with claim(args.checkpoint_dir, resume=args.resume, overwrite=args.overwrite, main=rank0):
         X, y = load_data(args.data, args.split, args.memory_budget)
-        check_model_size(model, X, y)
         start = time.perf_counter()
         model.fit(X, y, checkpoint_dir=args.checkpoint_dir,
                   checkpoint_every=args.checkpoint_every, resume=args.resume,
-                  memory_budget=args.memory_budget)
+                  overwrite=args.overwrite, memory_budget=args.memory_budget)
 
     if not is_main_process():       # under torchrun only rank 0 writes and reports
         return

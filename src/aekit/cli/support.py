@@ -14,22 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from sklearn.base import clone
 
 import aekit
 from aekit.data import datasets, sources, streaming
 from aekit.data.sources.source import check_file
-from aekit.exceptions import InputError, input_checks
+from aekit.exceptions import InputError
 from aekit.runtime import atomic_write
 from aekit.training import distributed
 
 #: the longest ``--set`` value read as a literal (a parameter never needs more; a deeply
 #: nested one would exhaust the parser's recursion)
 MAX_VALUE_CHARS = 10_000
-#: bytes a network may need per parameter in training: weights, gradients, two Adam
-#: moments, and the loop's two snapshots (last good and best weights)
-TRAINING_BYTES_PER_PARAMETER = 6 * 4
 
 
 def parse_value(text: str) -> Any:
@@ -196,36 +191,6 @@ def _probe(folder: Path, what: str) -> None:
     except OSError as exc:
         raise InputError(f"cannot write {what}: {exc.strerror or exc} in {str(folder)!r}"
                          ) from None
-
-
-def check_model_size(model: Any, X: Any, y: Any) -> None:
-    """Refuse parameters whose network would not fit in this machine's memory, before any
-    of it is allocated (e.g. ``--set n_components=1000000000``): the network is built on the
-    ``meta`` device and its parameters counted."""
-    shape = tuple(X.row_shape) if hasattr(X, "row_shape") else tuple(np.shape(X)[1:])
-    if not shape or 0 in shape:
-        return                              # fit refuses such data with its own message
-    probe = clone(model)
-    try:
-        with input_checks():
-            fitted, _ = probe._fit_targets(y)
-        for attr, value in fitted.items():
-            setattr(probe, attr, value)
-        with torch.device("meta"):
-            module = probe._build(shape)
-    except (ValueError, TypeError, AttributeError, RuntimeError, OverflowError):
-        return                              # fit reports what is wrong with its own words
-    n = sum(t.numel() for t in module.parameters())
-    need, have = n * TRAINING_BYTES_PER_PARAMETER, _machine_memory()
-    if need > have:
-        raise InputError(f"these parameters give {type(model).__name__} a network of {n:.3g} "
-                         f"parameters for rows of shape {shape}: training needs about "
-                         f"{_gib(need)} and this machine has {_gib(have)}; use a smaller "
-                         "n_components / hidden_layer_sizes")
-
-
-def _machine_memory() -> int:
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def _gib(n: float) -> str:

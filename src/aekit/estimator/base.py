@@ -333,7 +333,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     # ---------------------------------------------------------------- fitting
 
     def fit(self, X: Any, y: Any = None, *, checkpoint_dir: str | None = None,
-            checkpoint_every: int = 1, resume: bool = False,
+            checkpoint_every: int = 1, resume: bool = False, overwrite: bool = False,
             memory_budget: int | str | None = None) -> BaseAutoencoder:
         """Train on ``X`` (rows, or images of shape (n, H, W) / (n, C, H, W)).
 
@@ -352,6 +352,10 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             Continue from the checkpoint in ``checkpoint_dir`` (start afresh when there is
             none). On CPU the result is bit-identical to an uninterrupted run. A checkpoint
             of another model, other parameters or other data is refused.
+        overwrite : bool, default=False
+            Start afresh in a ``checkpoint_dir`` that holds another run's checkpoint,
+            replacing it (without it such a folder is refused, so no run is lost by
+            mistake). A folder another process is writing to is always refused.
         memory_budget : int or str, optional
             Bytes (or e.g. ``"2G"``) that data may take in memory; larger data are
             streamed, and the budget bounds the shuffle buffer. Default: a quarter of
@@ -386,10 +390,11 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             self._check_distributed(world)
             for attr, value in fitted.items():
                 setattr(self, attr, value)
+            validation.check_network_size(self, self.input_shape_)
             fit_model(self, data, targets, device=device, world=world,
                       seed=seed(self.random_state), budget=budget, fingerprint=fingerprint,
                       checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
-                      resume=resume)
+                      resume=resume, overwrite=overwrite)
         except BaseException:
             self._clear_fitted()
             raise

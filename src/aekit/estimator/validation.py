@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from typing import Any
 
 import numpy as np
+import torch
 from sklearn.utils.validation import validate_data
 
 from aekit.data import streaming
@@ -111,3 +113,24 @@ def validate_source(est: Any, source: Source, fingerprint: bool) -> str | None:
     est.input_shape_ = tuple(int(s) for s in source.row_shape)
     est.n_features_in_ = est.input_shape_[0]      # as validate_data sets it for images
     return digest
+
+
+#: bytes one parameter takes while training: the weight, its gradient, Adam's two moments,
+#: and room for a snapshot of the last good weights and of the best ones
+TRAINING_BYTES_PER_PARAMETER = 6 * 4
+
+
+def check_network_size(est: Any, input_shape: tuple[int, ...]) -> None:
+    """Refuse parameters whose network would not fit in this machine's memory before any
+    of it is allocated (e.g. ``n_components=10**9``): the network is built on the ``meta``
+    device, where tensors have shapes but no storage, and its parameters counted."""
+    with torch.device("meta"):
+        module = est._build(input_shape)
+    n = sum(t.numel() for t in module.parameters())
+    need = n * TRAINING_BYTES_PER_PARAMETER
+    have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > have:
+        raise InputError(f"these parameters give {type(est).__name__} a network of {n:.3g} "
+                         f"parameters for rows of shape {input_shape}: training needs about "
+                         f"{need / 2**30:.1f} GiB and this machine has {have / 2**30:.1f} GiB; "
+                         "use a smaller n_components / hidden_layer_sizes")
