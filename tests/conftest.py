@@ -104,7 +104,10 @@ BAD_INPUT_TESTS = ("test_bad_input.py::test_fit_refuses",
                    "test_io.py::test_a_pickle_payload", "test_io.py::test_metadata_naming",
                    "test_io.py::test_missing", "test_io.py::test_a_plain_safetensors",
                    "test_training.py::test_a_checkpoint_",
-                   "test_training.py::test_a_corrupt_checkpoint")
+                   "test_training.py::test_a_corrupt_checkpoint",
+                   "test_training.py::test_a_fresh_fit_over",
+                   "test_training.py::test_a_network_too_large",
+                   "test_reliability.py::", "test_core_defects.py::test_bits_per_dim_refuses")
 
 
 def pytest_terminal_summary(terminalreporter):
