@@ -274,9 +274,9 @@ def test_refused_models_and_scores(data):
 EXPECTED_FAILED_CHECKS = {
     "check_methods_subset_invariance":
         "the wrapped model computes in float32 and the matrix kernels torch picks depend on "
-        "the batch's shape, so a row's score can move by an ulp of float32 (~1e-7 relative) "
-        "between a batch and its subset; the check asks for 1e-7 absolute on the float64 "
-        "scores that check_outliers_train requires",
+        "the batch's shape, so a row's score can move by a few ulps of float32 (~5e-7 "
+        "relative seen) between a batch and its subset; the check asks for 1e-7 absolute "
+        "on the float64 scores that check_outliers_train requires",
 }
 
 
@@ -288,3 +288,51 @@ EXPECTED_FAILED_CHECKS = {
     expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS)
 def test_scikit_learn_checks(estimator, check):
     check(estimator)
+
+
+def test_load_any_tells_detector_files_from_model_files(ae_detector, tmp_path):
+    from aekit.detection import is_detector_file, load_any
+
+    ae_detector.save(tmp_path / "det.safetensors")
+    ae_detector.model_.save(tmp_path / "model.safetensors")
+    assert is_detector_file(tmp_path / "det.safetensors")
+    assert not is_detector_file(tmp_path / "model.safetensors")
+    assert isinstance(load_any(tmp_path / "det.safetensors"), AnomalyDetector)
+    assert type(load_any(tmp_path / "model.safetensors")) is aekit.AE
+
+
+# ------------------------------------------------------------------ the benchmark script
+
+
+def test_the_benchmark_script_checkpoints_and_resumes(tmp_path, monkeypatch, capsys):
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "adbench"
+    data.mkdir()
+    for i, name in enumerate(["small", "other"], start=1):
+        y = (np.arange(80) < 8).astype(np.int64)
+        X = rng.random((80, 3)) + 2.0 * y[:, None]
+        np.savez(data / f"{i}_{name}.npz", X=X, y=y)
+    (data / "adbench_table_d4_aucroc.csv").write_text("dataset,IForest,PCA\nsmall,90.0,95.0\n")
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "anomaly.py"
+    spec = importlib.util.spec_from_file_location("anomaly_bench", script)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    args = ["anomaly.py", "--data-dir", str(data), "--seeds", "1", "--epochs", "1",
+            "--checkpoint-dir", str(tmp_path / "ck"), "--write", str(tmp_path / "B.md")]
+    monkeypatch.setattr(sys, "argv", args)
+    bench.main()
+    lines = (tmp_path / "ck" / "results.jsonl").read_text().splitlines()
+    assert sorted((json.loads(line)["dataset"], json.loads(line)["method"]) for line in lines) \
+        == [("other", "aekit"), ("other", "iforest"), ("small", "aekit"), ("small", "iforest")]
+    assert all(json.loads(line)["n_train"] == 700 for line in lines)   # resampled to 1,000
+    text = (tmp_path / "B.md").read_text()
+    assert "<!-- anomaly:start -->" in text and "| small |" in text and "95.0 (PCA)" in text
+    monkeypatch.setattr(sys, "argv", args + ["--resume", "--datasets", "small"])
+    capsys.readouterr()
+    bench.main()
+    assert "seed 0" not in capsys.readouterr().out                    # nothing rerun
+    assert len((tmp_path / "ck" / "results.jsonl").read_text().splitlines()) == 4

@@ -9,6 +9,13 @@
 """
 
 from aekit.detection.detector import AnomalyDetector
-from aekit.detection.files import is_detector_file, load_detector, save_detector
+from aekit.detection.files import (
+    detector_from,
+    is_detector_file,
+    load_any,
+    load_detector,
+    save_detector,
+)
 
-__all__ = ["AnomalyDetector", "is_detector_file", "load_detector", "save_detector"]
+__all__ = ["AnomalyDetector", "detector_from", "is_detector_file", "load_any", "load_detector",
+           "save_detector"]

@@ -73,7 +73,9 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):
         ``"gaussian"``, whose sigma of 1 is too wide for data in [0, 1]: its posterior
         collapses and the score degenerates to a distance from the mean. The learned
         per-feature sigma (clamped at 1e-3) also makes a deviation in a feature that barely
-        varies in training count for much.
+        varies in training count for much. On these tables its 2 latent units often end
+        inactive (posterior collapse, warned), and -log p(x) is then that of a Gaussian
+        with a learned diagonal covariance; wrap another model to use a richer code.
     score_type : {"auto", "nll", "elbo", "reconstruction"}, default="auto"
         The anomaly score ``a(x)`` (not named ``score``: scikit-learn, pipelines and its
         estimator checks take an estimator's ``score`` to be a method):

@@ -16,6 +16,7 @@ import math
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from safetensors import SafetensorError, safe_open
@@ -77,8 +78,29 @@ def load_detector(path: str | os.PathLike, device: str | None = None) -> Anomaly
     The model part is loaded and checked by :func:`aekit.load` (registered classes only,
     digests, tensor shapes); the detector part must carry its own valid digest and the
     digest of that model's metadata, and every value is checked before use.
+
+    Examples
+    --------
+    >>> import os, tempfile, numpy as np, aekit
+    >>> X = np.random.default_rng(0).random((100, 3)).astype("float32")
+    >>> det = aekit.AnomalyDetector(aekit.AE(max_iter=1), contamination=0.1).fit(X)
+    >>> path = os.path.join(tempfile.mkdtemp(), "det.safetensors")
+    >>> det.save(path)
+    >>> load_detector(path).threshold_ == det.threshold_
+    True
     """
+    return detector_from(persistence.load(path, device=device), path)
+
+
+def load_any(path: str | os.PathLike, device: str | None = None) -> Any:
+    """:func:`load_detector` for a detector file, :func:`aekit.load` for a model file."""
     model = persistence.load(path, device=device)
+    return detector_from(model, path) if is_detector_file(path) else model
+
+
+def detector_from(model: Any, path: str | os.PathLike) -> AnomalyDetector:
+    """The detector stored in ``path`` around ``model``, the model :func:`aekit.load` read
+    from the same file (a hook for loaders that have the model already)."""
     with safe_open(str(path), framework="pt") as f:
         raw = f.metadata() or {}
     text, model_text = raw.get(DETECTOR_KEY), raw.get("aekit", "")
