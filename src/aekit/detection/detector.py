@@ -42,21 +42,21 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):
 
     Two conventions, so the detector drops into code written for either:
 
-    ==========================  ======================================  ====================
+    ==========================  ======================================  =====================
     what                        meaning                                 convention
-    ==========================  ======================================  ====================
-    ``score_samples(X)``        ``-a(x)``: higher = more normal          scikit-learn
-    ``decision_function(X)``    ``score_samples(X) - offset_``; < 0 is   scikit-learn
+    ==========================  ======================================  =====================
+    ``score_samples(X)``        ``-a(x)``: higher = more normal         scikit-learn
+    ``decision_function(X)``    ``score_samples(X) - offset_``: < 0 is  scikit-learn
                                 an outlier
     ``predict(X)``              +1 inlier, -1 outlier                   scikit-learn
     ``offset_``                 ``-threshold_``                         scikit-learn
-    ``anomaly_score(X)``        ``a(x)``: higher = more abnormal         PyOD's
+    ``anomaly_score(X)``        ``a(x)``: higher = more abnormal        PyOD's
                                                                         ``decision_function``
-    ``decision_scores_``        ``a(x)`` of the training rows            PyOD
-    ``threshold_``              rows with ``a(x) > threshold_`` are      PyOD
+    ``decision_scores_``        ``a(x)`` of the training rows           PyOD
+    ``threshold_``              rows with ``a(x) > threshold_`` are     PyOD
                                 outliers
     ``labels_``                 training rows: 0 inlier, 1 outlier      PyOD
-    ==========================  ======================================  ====================
+    ==========================  ======================================  =====================
 
     A row is an outlier exactly when ``a(x) > threshold_``, i.e. ``decision_function < 0``,
     ``predict == -1``, and (for training rows) ``labels_ == 1``. Unlike PyOD, the method
