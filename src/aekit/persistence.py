@@ -22,6 +22,7 @@ import json
 import math
 import numbers
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,12 @@ def _restore_types(cls: type, params: dict[str, Any]) -> dict[str, Any]:
     defaults = cls().get_params()
     return {k: tuple(v) if isinstance(defaults.get(k), tuple) and isinstance(v, list) else v
             for k, v in params.items()}
+
+
+#: metadata entries that mark a file as a wrapper around its model (e.g. an anomaly
+#: detector): entry -> ``rebuild(model, path)``. The layers that define wrappers register
+#: here, so :func:`load` returns them without this module knowing them.
+WRAPPERS: dict[str, Callable[[Any, str | os.PathLike], Any]] = {}
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
@@ -200,6 +207,12 @@ def load(path: str | os.PathLike, device: str | None = None) -> Any:
         est.best_loss_ = float(fitted["best_loss_"])
     if "feature_names_in_" in fitted:
         est.feature_names_in_ = np.asarray(fitted["feature_names_in_"], dtype=object)
+    if WRAPPERS:
+        with safe_open(str(path), framework="pt") as f:
+            entries = set(f.metadata() or {})
+        for entry, rebuild in WRAPPERS.items():
+            if entry in entries:
+                return rebuild(est, path)
     return est
 
 

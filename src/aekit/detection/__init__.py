@@ -4,18 +4,13 @@
   scikit-learn outlier detector, with PyOD's fitted attributes too;
 - :mod:`~aekit.detection.thresholds`: the threshold rules (a contamination fraction, a
   robust median + MAD cut, a conformal false-positive-rate calibration);
-- :mod:`~aekit.detection.files`: detector files (the model's safetensors file plus the
-  detector's metadata) and :func:`load_detector`.
+- :mod:`~aekit.detection.files` and :mod:`~aekit.detection.loading`: detector files (the
+  model's safetensors file plus the detector's metadata), :func:`load_detector`.
 """
 
 from aekit.detection.detector import AnomalyDetector
-from aekit.detection.files import (
-    detector_from,
-    is_detector_file,
-    load_any,
-    load_detector,
-    save_detector,
-)
+from aekit.detection.files import is_detector_file, save_detector
+from aekit.detection.loading import detector_from, load_detector
 
-__all__ = ["AnomalyDetector", "detector_from", "is_detector_file", "load_any", "load_detector",
+__all__ = ["AnomalyDetector", "detector_from", "is_detector_file", "load_detector",
            "save_detector"]

@@ -13,6 +13,7 @@ from sklearn.utils._param_validation import Interval, InvalidParameterError, Str
 from sklearn.utils.validation import validate_data
 
 from aekit.detection import thresholds
+from aekit.detection.files import save_detector
 from aekit.estimator import BaseAutoencoder
 from aekit.exceptions import InputError, input_checks
 from aekit.models import VAE
@@ -281,10 +282,8 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):
     def save(self, path: str) -> None:
         """Write the fitted detector to one safetensors file: the wrapped model's file, with
         the detector's parameters, score and threshold in its metadata (no pickle). Read it
-        back with :func:`aekit.detection.load_detector`; :func:`aekit.load` on the same file
-        gives the wrapped model."""
-        from aekit.detection.files import save_detector
-
+        back with :func:`aekit.load` (or :func:`aekit.detection.load_detector`, which refuses
+        a plain model file)."""
         save_detector(self, path)
 
     # ------------------------------------------------------------ checks
