@@ -203,7 +203,7 @@ def check_samples(model: Any, n_samples: int, seed: int | None) -> None:
     if n_samples < 1:
         raise InputError(f"-n must be a positive number of samples; got {n_samples}")
     budget = sources.memory_budget(None)
-    row = 4 * math.prod(getattr(model, "input_shape_", (1,)))
+    row = 4 * math.prod(model.input_shape_)
     if n_samples * row > budget:
         raise InputError(f"-n {n_samples} samples of {row // 4} values take "
                          f"{_gib(n_samples * row)}, more than the memory budget of "

@@ -8,6 +8,8 @@ anything in aekit calls is declared below with its default:
 hook                             contract (who calls it, when)
 ===============================  ==============================================================
 ``_encoder_outputs``             encoder output width (k for a code, 2k for mean and log-var)
+``_check_hyperparameters()``     parameter combinations ``_parameter_constraints`` cannot
+                                 say (fit and ``aekit.load``, before anything is built)
 ``_build(input_shape)``          the networks as one ``nn.Module`` (fit, before training;
                                  ``aekit.load``); default: encoder, decoder, likelihood
 ``_fit_targets(y)``              check ``y`` before training; returns the fitted attributes it
