@@ -5,7 +5,7 @@ unsupervised learning (``fit``), manifold learning (``transform``), generation
 (``sample``, ``inverse_transform``) and density estimation (``score_samples``, in nats).
 """
 
-from aekit import distributions, evaluation  # noqa: E402  (public sub-packages)
+from aekit import distributions, evaluation
 from aekit._registry import get_model, list_models, register
 from aekit._version import __version__
 from aekit.data import datasets
