@@ -15,6 +15,7 @@ from safetensors.torch import load_file, save_file
 
 import aekit
 import aekit.persistence
+import aekit.runtime
 from aekit.exceptions import InputError
 from aekit.training.checkpoint import CHECKPOINT_NAME, checkpoint_sha256
 
@@ -149,7 +150,7 @@ def test_a_failed_save_leaves_the_previous_file_intact(fitted_vae, saved, monkey
     def boom(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(aekit.persistence, "save_file", boom)
+    monkeypatch.setattr(aekit.runtime, "save_file", boom)
     with pytest.raises(OSError, match="disk full"):
         fitted_vae.save(saved)
     assert saved.read_bytes() == before

@@ -29,14 +29,14 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from sklearn.utils.validation import check_is_fitted
 
 from aekit._registry import MODELS
 from aekit._version import __version__
 from aekit.data.sources.source import check_file
 from aekit.exceptions import InputError
-from aekit.runtime import atomic_write, jsonable, resolve_device
+from aekit.runtime import hash_tensors, jsonable, resolve_device, write_safetensors
 
 FORMAT = "aekit-model"
 FORMAT_VERSION = 2
@@ -50,10 +50,7 @@ FITTED_ATTRIBUTES = ("input_shape_", "n_features_in_", "n_iter_", "history_", "b
 def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
     """SHA-256 over names, dtypes, shapes and bytes of ``tensors``, in name order."""
     h = hashlib.sha256()
-    for name in sorted(tensors):
-        t = tensors[name].detach().cpu().contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    hash_tensors(h, tensors)
     return h.hexdigest()
 
 
@@ -84,15 +81,7 @@ def save_model(est: Any, path: str | os.PathLike) -> None:
         "tensors_sha256": tensors_sha256(tensors),
     }
     meta["sha256"] = metadata_sha256(meta)
-    text = json.dumps(meta)
-
-    def write(tmp: str) -> None:
-        try:
-            save_file(tensors, tmp, metadata={"aekit": text})
-        except SafetensorError as exc:      # e.g. a full disk: an OSError, naming the file
-            raise OSError(f"cannot write {str(path)!r}: {exc}") from None
-
-    atomic_write(path, write)
+    write_safetensors(path, tensors, {"aekit": json.dumps(meta)})
 
 
 def _fitted_attributes(cls: type) -> tuple[str, ...]:

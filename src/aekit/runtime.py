@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import save_file
 from sklearn.utils import check_random_state
 from torch import Tensor
 
@@ -401,6 +403,30 @@ def remove_stale_temporaries(folder: str | os.PathLike, name: str,
             except FileNotFoundError:       # its writer finished or removed it meanwhile
                 pass
     return removed
+
+
+def write_safetensors(path: str | os.PathLike, tensors: dict[str, Tensor],
+                      metadata: dict[str, str], what: str = "") -> None:
+    """Write ``tensors`` and string ``metadata`` to a safetensors file atomically; a write
+    that fails (e.g. a full disk) is an ``OSError`` naming ``path``, never the temporary."""
+    def write(tmp: str) -> None:
+        try:
+            save_file(tensors, tmp, metadata=metadata)
+        except SafetensorError as exc:
+            raise OSError(f"cannot write {what + ' ' if what else ''}{str(path)!r}: "
+                          f"{exc}") from None
+
+    atomic_write(path, write)
+
+
+def hash_tensors(h: Any, tensors: dict[str, Tensor]) -> None:
+    """Feed names, dtypes, shapes and bytes of ``tensors`` (in name order) into the
+    ``hashlib`` object ``h``: the tensor part of every aekit file digest."""
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        if t.numel():
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
 
 
 def jsonable(value: Any) -> Any:

@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from aekit import persistence
 from aekit._version import __version__
-from aekit.runtime import atomic_write, jsonable
+from aekit.runtime import jsonable, write_safetensors
 
 #: the safetensors metadata key holding the detector
 DETECTOR_KEY = "aekit_detector"
@@ -59,13 +59,7 @@ def save_detector(detector: Any, path: str | os.PathLike) -> None:
     meta["sha256"] = persistence.metadata_sha256(meta)
     text = json.dumps(meta)
 
-    def write(tmp: str) -> None:
-        try:
-            save_file(tensors, tmp, metadata={"aekit": model_text, DETECTOR_KEY: text})
-        except SafetensorError as exc:
-            raise OSError(f"cannot write {str(path)!r}: {exc}") from None
-
-    atomic_write(path, write)
+    write_safetensors(path, tensors, {"aekit": model_text, DETECTOR_KEY: text})
 
 
 def is_detector_file(path: str | os.PathLike) -> bool:

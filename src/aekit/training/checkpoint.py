@@ -32,10 +32,15 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
 from aekit.exceptions import InputError
-from aekit.runtime import Precision, atomic_write, jsonable, remove_stale_temporaries
+from aekit.runtime import (
+    Precision,
+    hash_tensors,
+    jsonable,
+    remove_stale_temporaries,
+    write_safetensors,
+)
 
 try:
     import fcntl
@@ -164,26 +169,14 @@ def save_checkpoint(directory: str | os.PathLike, est: Any, x: Any,
     }
     meta["sha256"] = checkpoint_sha256(tensors, meta)
     path = Path(directory) / CHECKPOINT_NAME
-    text = json.dumps(meta)
-
-    def write(tmp: str) -> None:
-        try:
-            save_file(tensors, tmp, metadata={"aekit": text})
-        except SafetensorError as exc:      # e.g. a full disk: an OSError, naming the file
-            raise OSError(f"cannot write checkpoint {str(path)!r}: {exc}") from None
-
-    atomic_write(path, write)
+    write_safetensors(path, tensors, {"aekit": json.dumps(meta)}, what="checkpoint")
 
 
 def checkpoint_sha256(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> str:
     """SHA-256 over the names, dtypes, shapes and bytes of ``tensors`` (in name order) and
     ``meta`` without its ``"sha256"`` entry, as canonical JSON."""
     h = hashlib.sha256()
-    for name in sorted(tensors):
-        t = tensors[name].detach().cpu().contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        if t.numel():
-            h.update(t.reshape(-1).view(torch.uint8).numpy())
+    hash_tensors(h, tensors)
     rest = {k: v for k, v in meta.items() if k != "sha256"}
     h.update(json.dumps(rest, sort_keys=True, separators=(",", ":")).encode())
     return h.hexdigest()
