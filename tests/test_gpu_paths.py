@@ -12,6 +12,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 import aekit
+from aekit import runtime
 from aekit.data.streaming import RowView
 from aekit.estimator import inference
 from aekit.exceptions import InputError
@@ -53,7 +54,7 @@ def _fake_group(monkeypatch, calls):
 
 def test_setup_on_cuda_creates_gloo_and_nccl_bound_to_the_local_gpu(monkeypatch, torchrun_env):
     _fake_group(monkeypatch, torchrun_env)
-    device = distributed.local_device(torch.device("cuda"))
+    device = runtime.local_device(torch.device("cuda"))
     world = distributed.setup(device)
     assert device == torch.device("cuda", 1)
     assert world == distributed.World(1, 2)
@@ -64,34 +65,34 @@ def test_setup_on_cuda_creates_gloo_and_nccl_bound_to_the_local_gpu(monkeypatch,
 
 def test_setup_on_cpu_creates_gloo(monkeypatch, torchrun_env):
     _fake_group(monkeypatch, torchrun_env)
-    device = distributed.local_device(torch.device("cpu"))
+    device = runtime.local_device(torch.device("cpu"))
     distributed.setup(device)
     assert device == torch.device("cpu")
     assert torchrun_env == [("init", {"backend": "gloo"})]
 
 
 def test_an_explicit_gpu_under_torchrun_must_be_the_local_ranks(torchrun_env):
-    assert distributed.local_device(torch.device("cuda", 1)) == torch.device("cuda", 1)
+    assert runtime.local_device(torch.device("cuda", 1)) == torch.device("cuda", 1)
     with pytest.raises(InputError, match="LOCAL_RANK.*cuda:1.*use device='cuda'"):
-        distributed.local_device(torch.device("cuda", 0))
+        runtime.local_device(torch.device("cuda", 0))
 
 
 def test_one_visible_gpu_per_process_and_too_few_gpus(monkeypatch, torchrun_env):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)     # CUDA_VISIBLE_DEVICES
-    assert distributed.local_device(torch.device("cuda")) == torch.device("cuda", 0)
+    assert runtime.local_device(torch.device("cuda")) == torch.device("cuda", 0)
     monkeypatch.setenv("LOCAL_RANK", "3")
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     with pytest.raises(InputError, match="no GPU of its own: it has 2 CUDA device"):
-        distributed.local_device(torch.device("cuda"))
+        runtime.local_device(torch.device("cuda"))
 
 
 def test_one_process_keeps_the_current_device(monkeypatch, torchrun_env):
     monkeypatch.setenv("WORLD_SIZE", "1")
     monkeypatch.setenv("LOCAL_RANK", "0")
-    assert distributed.local_device(torch.device("cuda", 1)) == torch.device("cuda", 1)
-    assert distributed.local_device(torch.device("cuda")) == torch.device("cuda", 0)
+    assert runtime.local_device(torch.device("cuda", 1)) == torch.device("cuda", 1)
+    assert runtime.local_device(torch.device("cuda")) == torch.device("cuda", 0)
     monkeypatch.delenv("LOCAL_RANK")
-    assert distributed.local_device(torch.device("cuda")) == torch.device("cuda")
+    assert runtime.local_device(torch.device("cuda")) == torch.device("cuda")
     assert torchrun_env == []           # no set_device outside a group of several
 
 

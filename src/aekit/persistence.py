@@ -36,7 +36,13 @@ from aekit._registry import MODELS
 from aekit._version import __version__
 from aekit.data.sources.source import check_file
 from aekit.exceptions import InputError
-from aekit.runtime import hash_tensors, jsonable, resolve_device, write_safetensors
+from aekit.runtime import (
+    hash_tensors,
+    jsonable,
+    local_device,
+    resolve_device,
+    write_safetensors,
+)
 
 FORMAT = "aekit-model"
 FORMAT_VERSION = 2
@@ -185,7 +191,8 @@ def load(path: str | os.PathLike, device: str | None = None) -> Any:
     if tensors_sha256(tensors) != meta.get("tensors_sha256"):
         raise InputError(f"{str(path)!r}: the tensors do not match the SHA-256 recorded when "
                          "the file was saved; the file is corrupt or was altered")
-    module = module.to_empty(device=resolve_device(device or est.device))
+    # under torchrun each process takes its own GPU, not GPU 0 (CUDA only)
+    module = module.to_empty(device=local_device(resolve_device(device or est.device)))
     module.load_state_dict(tensors, strict=True)
     est.module_ = module.eval()
     for attr in FITTED_ATTRIBUTES:

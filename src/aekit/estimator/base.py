@@ -72,7 +72,7 @@ from aekit.estimator import inference, latent, validation
 from aekit.estimator.capabilities import Capabilities
 from aekit.exceptions import InputError, input_checks
 from aekit.nn import ACTIVATIONS, ARCHITECTURES, build_decoder, build_encoder
-from aekit.runtime import PRECISIONS, compiled, resolve_device, seed
+from aekit.runtime import PRECISIONS, compiled, local_device, resolve_device, seed
 from aekit.training import (
     ON_NAN,
     FitContext,
@@ -387,7 +387,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
                 validation.check_binarize(self.binarize, data)
             with input_checks():
                 fitted, targets = self._fit_targets(y)
-            device = distributed.local_device(resolve_device(self.device))
+            device = local_device(resolve_device(self.device))
             world = distributed.setup(device)
             self._check_distributed(world)
             for attr, value in fitted.items():

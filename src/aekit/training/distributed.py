@@ -29,8 +29,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from aekit.data.sources import RowRange, Source
-from aekit.exceptions import InputError
-from aekit.runtime import resolve_device
+from aekit.runtime import local_device, resolve_device
 
 #: the process group aekit creates when training on CUDA: NCCL for CUDA tensors, gloo for
 #: CPU tensors (generator states, epoch sums), chosen per collective by the tensors' device
@@ -77,42 +76,6 @@ def finish() -> bool:
     dist.barrier()
     dist.destroy_process_group()
     return True
-
-
-def local_device(device: torch.device) -> torch.device:
-    """The device of this process: under torchrun each process takes the GPU of its
-    ``LOCAL_RANK``, and with several processes it is made the current CUDA device
-    (:func:`torch.cuda.set_device`), so NCCL, ``"cuda"`` tensors and ``aekit.load``
-    afterwards all use it rather than GPU 0.
-
-    ``"cuda"`` (or ``"auto"`` on a GPU machine) becomes ``cuda:LOCAL_RANK``; where each
-    process sees a single GPU (a launcher that sets ``CUDA_VISIBLE_DEVICES`` per process)
-    it is ``cuda:0``. An explicit ``"cuda:N"`` with several processes must name the local
-    rank's own GPU: anything else would put two processes on one GPU, and is refused.
-    Outside torchrun ``device`` is returned as it is and the current device left alone.
-    """
-    if device.type != "cuda" or "LOCAL_RANK" not in os.environ:
-        return device
-    local_rank = int(os.environ["LOCAL_RANK"])
-    several = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    count = torch.cuda.device_count()
-    if device.index is None:
-        if local_rank < count:
-            device = torch.device("cuda", local_rank)
-        elif count == 1:
-            device = torch.device("cuda", 0)
-        else:
-            raise InputError(f"process {local_rank} on this machine has no GPU of its own: "
-                             f"it has {count} CUDA device(s); start at most {count} "
-                             "processes per machine (torchrun --nproc_per_node) or use "
-                             "device='cpu'")
-    elif several and device.index != local_rank:
-        raise InputError(f"device={str(device)!r} under torchrun with several processes: "
-                         f"each process trains on the GPU of its LOCAL_RANK (this one on "
-                         f"cuda:{local_rank}); use device='cuda' or 'auto'")
-    if several:
-        torch.cuda.set_device(device)
-    return device
 
 
 def is_main_process() -> bool:
