@@ -297,3 +297,34 @@ def test_aekit_load_tells_detector_files_from_model_files(ae_detector, tmp_path)
     back = aekit.load(tmp_path / "det.safetensors")
     assert isinstance(back, AnomalyDetector) and back.threshold_ == ae_detector.threshold_
     assert type(aekit.load(tmp_path / "model.safetensors")) is aekit.AE
+
+
+def test_the_command_line_fits_saves_and_scores_a_detector(tmp_path, capsys):
+    from aekit.cli.main import main
+
+    rng = np.random.default_rng(0)
+    normal = rng.normal(size=(300, 4)).astype(np.float32)
+    new = np.concatenate([normal[:20], normal[:5] + 8.0])             # 5 far-away rows
+    np.save(tmp_path / "train.npy", normal)
+    np.save(tmp_path / "new.npy", new)
+    det = tmp_path / "det.safetensors"
+    assert main(["detect", "fit", "ae", "--data", str(tmp_path / "train.npy"), "-o", str(det),
+                 "--set", "max_iter=20", "--set", "hidden_layer_sizes=(8,)", "--set",
+                 "random_state=0", "--contamination", "0.05", "-q"]) == 0
+    out = tmp_path / "scores.csv"
+    assert main(["detect", "score", str(det), "--data", str(tmp_path / "new.npy"), "-o",
+                 str(out), "--top-features", "2", "-q"]) == 0
+    rows = np.genfromtxt(out, delimiter=",", names=True)
+    assert rows.dtype.names == ("score", "label", "feature_1", "feature_score_1", "feature_2",
+                                "feature_score_2")
+    assert len(rows) == 25 and rows["label"][-5:].tolist() == [1.0] * 5
+    assert rows["score"][-5:].min() > rows["score"][:20].max()
+    assert (rows["feature_score_1"] >= rows["feature_score_2"]).all()
+    detector = aekit.load(det)
+    np.testing.assert_allclose(rows["score"], detector.anomaly_score(new), rtol=1e-6)
+    # a bad contamination is one line, and nothing is written
+    capsys.readouterr()
+    assert main(["detect", "fit", "ae", "--data", str(tmp_path / "train.npy"), "-o",
+                 str(tmp_path / "x.safetensors"), "--contamination", "0.9", "-q"]) == 2
+    assert capsys.readouterr().err.startswith("aekit: error:")
+    assert not (tmp_path / "x.safetensors").exists()

@@ -33,11 +33,14 @@ from aekit.cli.support import (
     load_data,
     make_model,
     model_params,
+    parse_contamination,
     write_npy,
     write_output,
+    write_scores_csv,
 )
 from aekit.data import datasets, streaming
 from aekit.data.streaming import head
+from aekit.detection import AnomalyDetector, load_detector
 from aekit.evaluation.evaluate import FeatureExtractor, evaluate, format_table
 from aekit.evaluation.model_measures import density_summary
 from aekit.evaluation.quick_bench import run
@@ -103,10 +106,8 @@ def cmd_fit(args: argparse.Namespace) -> None:
         return
     model.save(args.output)
     if args.report:
-
         X_test, y_test = _test_split(args.data)
         if hasattr(X, "n_rows"):        # streamed: the report reads the first rows
-
             X, y = head(X, REPORT_ROWS), None if y is None else y[:REPORT_ROWS]
         index = write_report(model, X, y, args.report, data_name=args.data, X_test=X_test,
                              y_test=y_test, training_seconds=time.perf_counter() - start)
@@ -117,6 +118,42 @@ def cmd_fit(args: argparse.Namespace) -> None:
         print(f"trained {type(model).__name__} on {count_rows(X)} rows for {model.n_iter_} "
               f"epochs in {time.perf_counter() - start:.1f} s (final loss {losses[-1]:.4g}); "
               f"wrote {args.output}")
+
+
+def cmd_detect_fit(args: argparse.Namespace) -> None:
+    check_output(args.output, ".safetensors", inputs=(args.data, args.config))
+    params = model_params(args)
+    params.setdefault("verbose", 0 if args.quiet else 1)
+    model = make_model(args.model, params)
+    detector = AnomalyDetector(model, score_type=args.score,
+                               contamination=parse_contamination(args.contamination))
+    X, _ = load_data(args.data, args.split, args.memory_budget)
+    in_memory(X, "detect fit")
+    start = time.perf_counter()
+    detector.fit(X)
+    detector.save(args.output)
+    if not args.quiet:
+        print(f"fitted a detector ({type(model).__name__}, score {detector.score_type_!r}, "
+              f"threshold {detector.threshold_:.4g} by {detector.threshold_rule_}) on "
+              f"{count_rows(X)} rows in {time.perf_counter() - start:.1f} s; "
+              f"{int(detector.labels_.sum())} flagged; wrote {args.output}")
+
+
+def cmd_detect_score(args: argparse.Namespace) -> None:
+    check_output(args.output, (".csv", ".npy"), inputs=(args.data, args.detector_file))
+    detector = load_detector(args.detector_file)
+    X, _ = load_data(args.data, args.split, args.memory_budget)
+    in_memory(X, "detect score")
+    scores = detector.anomaly_score(X)                                # (n,) higher = stranger
+    labels = (detector.predict(X) == -1).astype(np.int64)             # (n,) 1 = anomaly
+    if args.output.endswith(".npy"):
+        write_npy(args.output, np.stack([scores, labels], axis=1))
+    else:
+        write_scores_csv(args.output, scores, labels, detector.feature_scores(X),
+                         args.top_features)
+    if not args.quiet:
+        print(f"scored {len(scores)} rows: {int(labels.sum())} above the threshold "
+              f"{detector.threshold_:.4g}; wrote {args.output}")
 
 
 def cmd_transform(args: argparse.Namespace) -> None:
@@ -284,6 +321,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", metavar="DIR", help="write an HTML report here after training")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=cmd_fit)
+
+    detect = sub.add_parser("detect", help="anomaly detection: fit a detector, score rows")
+    dsub = detect.add_subparsers(dest="detect_command", required=True, metavar="COMMAND")
+    p = dsub.add_parser("fit", help="train a model as an anomaly detector and save it")
+    p.add_argument("model", help="model name, see 'aekit models'")
+    data_args(p)
+    p.add_argument("-o", "--output", required=True, help="detector file to write (.safetensors)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="a model parameter")
+    p.add_argument("--config", help="TOML file of model parameters")
+    p.add_argument("--score", default="auto", choices=["auto", "nll", "elbo", "reconstruction"],
+                   help="what a row's anomaly score is (auto: -log p(x) where the model has "
+                   "a density)")
+    p.add_argument("--contamination", default="auto",
+                   help="fraction of training rows to flag, in (0, 0.5], or 'auto' (median + "
+                   "3 MAD of the training scores)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    p.set_defaults(func=cmd_detect_fit)
+    p = dsub.add_parser("score", help="anomaly scores and labels of rows")
+    p.add_argument("detector_file")
+    data_args(p)
+    p.add_argument("-o", "--output", required=True,
+                   help=".csv (score, label and the top features of each row) or .npy "
+                   "(score, label)")
+    p.add_argument("--top-features", type=int, default=3, metavar="N",
+                   help="how many of each row's most unusual features the .csv names")
+    p.add_argument("-q", "--quiet", action="store_true", help="no summary")
+    p.set_defaults(func=cmd_detect_score)
 
     p = sub.add_parser("evaluate", help="density, manifold and generation metrics, with PCA")
     p.add_argument("model_file")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import csv
 import math
 import os
 import secrets
@@ -211,3 +212,38 @@ def check_samples(model: Any, n_samples: int, seed: int | None) -> None:
                          f"most {budget // row}, in several runs with different --seed")
     if seed is not None and not 0 <= seed < 2**32:
         raise InputError(f"--seed must be in [0, 2**32 - 1]; got {seed}")
+
+
+def parse_contamination(text: str) -> str | float:
+    """``--contamination``: ``"auto"`` or a number (the detector checks its range)."""
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise InputError(f"--contamination must be 'auto' or a fraction in (0, 0.5]; "
+                         f"got {text!r}") from None
+
+
+def write_scores_csv(path: str, scores: np.ndarray, labels: np.ndarray,
+                     feature_scores: np.ndarray, top: int) -> None:
+    """One line a row: its anomaly score, its label (1 = anomaly) and the indices and scores
+    of its ``top`` most unusual features (largest -log p(x_j | z)), written atomically."""
+    if top < 0:
+        raise InputError(f"--top-features must be 0 or more; got {top}")
+    top = min(top, feature_scores.shape[1])
+    order = np.argsort(-feature_scores, axis=1)[:, :top]                   # (n, top)
+    header = ["score", "label"] + [f"{kind}_{i + 1}" for i in range(top)
+                                   for kind in ("feature", "feature_score")]
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", newline="") as f:
+            out = csv.writer(f)
+            out.writerow(header)
+            for row, (s, label) in enumerate(zip(scores, labels)):
+                cells = [repr(float(s)), int(label)]
+                for j in order[row]:
+                    cells += [int(j), repr(float(feature_scores[row, j]))]
+                out.writerow(cells)
+
+    atomic_write(path, write)
