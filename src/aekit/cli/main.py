@@ -303,12 +303,17 @@ def build_parser() -> argparse.ArgumentParser:
                        help="stream .npy/.parquet/image data larger than this (e.g. 2G); "
                        "default: a quarter of this machine's memory")
 
+    def model_args(p: argparse.ArgumentParser, writes: str) -> None:
+        """The model to train, its data, parameters and output file."""
+        p.add_argument("model", help="model name, see 'aekit models'")
+        data_args(p)
+        p.add_argument("-o", "--output", required=True,
+                       help=f"{writes} file to write (.safetensors)")
+        p.add_argument("--set", action="append", metavar="KEY=VALUE", help="a model parameter")
+        p.add_argument("--config", help="TOML file of model parameters")
+
     p = sub.add_parser("fit", help="train a model and save it")
-    p.add_argument("model", help="model name, see 'aekit models'")
-    data_args(p)
-    p.add_argument("-o", "--output", required=True, help="model file to write (.safetensors)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="a model parameter")
-    p.add_argument("--config", help="TOML file of model parameters")
+    model_args(p, "model")
     p.add_argument("--precision", choices=["32", "bf16-mixed", "16-mixed"],
                    help="same as --set precision=...")
     p.add_argument("--checkpoint-dir", help="save the training state here (atomically)")
@@ -325,11 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     detect = sub.add_parser("detect", help="anomaly detection: fit a detector, score rows")
     dsub = detect.add_subparsers(dest="detect_command", required=True, metavar="COMMAND")
     p = dsub.add_parser("fit", help="train a model as an anomaly detector and save it")
-    p.add_argument("model", help="model name, see 'aekit models'")
-    data_args(p)
-    p.add_argument("-o", "--output", required=True, help="detector file to write (.safetensors)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="a model parameter")
-    p.add_argument("--config", help="TOML file of model parameters")
+    model_args(p, "detector")
     p.add_argument("--score", default="auto", choices=["auto", "nll", "elbo", "reconstruction"],
                    help="what a row's anomaly score is (auto: -log p(x) where the model has "
                    "a density)")
