@@ -122,7 +122,8 @@ def test_aae_skips_non_finite_minibatches_without_any_update(digits):
     X, _ = digits
     X = X[:256].copy()
     X[0] = 1e19            # one poisoned row: only its minibatch has an infinite loss
-    model = AAE(on_nan="skip_batch", **{**SMALL, "max_iter": 3, "batch_size": 32}).fit(X)
+    model = AAE(on_nan="skip_batch", scale="none",   # standardising would tame the row
+                **{**SMALL, "max_iter": 3, "batch_size": 32}).fit(X)
     assert model.history_["skipped_batches"] == [1.0, 1.0, 1.0]
     assert all(torch.isfinite(v).all() for v in model.module_.state_dict().values())
 

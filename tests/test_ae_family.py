@@ -14,7 +14,8 @@ from aekit.models.stacked import StackedAE
 
 #: the family's shared setting for the quality tests: 8-dimensional codes, one hidden layer.
 FAMILY = dict(n_components=8, hidden_layer_sizes=(128,), max_iter=40, learning_rate=3e-3,
-              batch_size=64, n_iter_no_change=1000, random_state=0)
+              batch_size=64, n_iter_no_change=1000, random_state=0,
+              likelihood="gaussian", scale="none")   # MSE on the grey levels as given
 MODELS = {"AE": aekit.AE, "DenoisingAE": DenoisingAE, "SparseAE": SparseAE,
           "ContractiveAE": ContractiveAE, "StackedAE": StackedAE}
 
@@ -45,7 +46,8 @@ def _mse(model, X_in, X_clean):
 def test_linear_ae_spans_the_pca_subspace(digits, k):
     X, _ = digits
     ae = aekit.AE(n_components=k, hidden_layer_sizes=(64,), activation="identity",
-                  max_iter=150, learning_rate=3e-3, batch_size=256, n_iter_no_change=1000,
+                  likelihood="gaussian", scale="none", max_iter=150, learning_rate=3e-3,
+                  batch_size=256, n_iter_no_change=1000,
                   random_state=0).fit(X)
     # the decoder is affine: its linear part's columns are the images of the unit codes
     origin = ae.inverse_transform(np.zeros((1, k), dtype=np.float32))              # (1, D)
@@ -58,7 +60,8 @@ def test_the_lectures_single_layer_linear_ae_spans_the_pca_subspace(digits):
     """``hidden_layer_sizes=()``: one linear layer each way, x -> W x + b -> V z + c."""
     X, _ = digits
     ae = aekit.AE(n_components=2, hidden_layer_sizes=(), activation="identity",
-                  max_iter=150, learning_rate=3e-2, batch_size=256, n_iter_no_change=1000,
+                  likelihood="gaussian", scale="none", max_iter=150, learning_rate=3e-2,
+                  batch_size=256, n_iter_no_change=1000,
                   random_state=0).fit(X)
     assert [type(m).__name__ for m in ae.module_.encoder] == ["Linear"]
     assert [type(m).__name__ for m in ae.module_.decoder] == ["Linear"]
@@ -164,7 +167,7 @@ def test_l1_sparsity_shrinks_the_codes(digits):
 def test_contraction_is_the_squared_frobenius_norm_of_the_jacobian(digits, activation):
     X, _ = digits
     cae = ContractiveAE(n_components=3, hidden_layer_sizes=(16, 8), activation=activation,
-                        max_iter=1, random_state=0).fit(X)
+                        max_iter=1, random_state=0, scale="none").fit(X)
     x = torch.as_tensor(X[:4])
     brute = [torch.autograd.functional.jacobian(cae.module_.encoder, row).pow(2).sum()
              for row in x]                                               # each (k, D) summed

@@ -194,7 +194,7 @@ def test_score_json(capsys, vae_file):
         assert math.isfinite(result[key]), key
     # a Gaussian's log p(x) is a density: -ll / (D ln 2) would be no code length
     assert result["bits_per_dim"] is None
-    assert "'gaussian' is a density" in result["bits_per_dim_note"]
+    assert "'gaussian_learned' is a density" in result["bits_per_dim_note"]
     X_test, _ = aekit.datasets.load("digits", split="test")
     assert result["log_likelihood"] == pytest.approx(aekit.load(vae_file[0]).score(X_test),
                                                      rel=1e-4)
@@ -203,7 +203,7 @@ def test_score_json(capsys, vae_file):
 def test_score_text(capsys, vae_file):
     code, out, _ = run(capsys, "score", vae_file[0], "--data", "digits", "--split", "test")
     assert code == 0
-    assert "VAE on digits (test, 360 rows)" in out and "no bits/dim ('gaussian' is" in out
+    assert "VAE on digits (test, 360 rows)" in out and "no bits/dim ('gaussian_learned' is" in out
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")   # 1 epoch
@@ -348,7 +348,7 @@ ERRORS = [
     ("crafted-huge-model", "transform {i}/huge.safetensors --data {i}/five.npy -o {o}/z.npy",
      "weights do not fit a AE"),
     ("model-format-999", "sample {i}/v999.safetensors -o {o}/s.npy",
-     "format_version 999; this aekit .* reads versions 1 to 2"),
+     "format_version 999; this aekit .* reads versions 1 to 3"),
     ("model-metadata-altered", "score {i}/scaled.safetensors --data {i}/five.npy",
      "metadata .* do not match the SHA-256"),
 ]

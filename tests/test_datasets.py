@@ -451,7 +451,7 @@ def test_csv_with_header_without_label(tmp_path):
 @pytest.mark.parametrize("text, match", [
     ("1,2,3\n4,5\n", "rows of different lengths"),
     ("a,b\n1,2,3\n", "rows of different lengths"),
-    ("1,2\n3,x\n", "non-numeric value"),
+    ("1,2\n3,x\n", r"column .x1. holds text \(.x.\)"),
     ("a,b,label\n", "header but no data rows"),
     ("", "is empty"),
 ], ids=["ragged", "ragged-header", "non-numeric", "header-only", "empty"])

@@ -183,7 +183,7 @@ CRAFTED = [
     ("epoch-count-changed", _set("fitted", "n_iter_", value=9), False,
      "metadata .* do not match the SHA-256"),
     ("format-version-999", _set("format_version", value=999), True,
-     "format_version 999; this aekit .* reads versions 1 to 2"),
+     "format_version 999; this aekit .* reads versions 1 to 3"),
     ("format-version-text", _set("format_version", value="2"), True,
      "format_version '2'; this aekit"),
     ("negative-hidden-size", _set("params", "hidden_layer_sizes", value=[-8]), True,

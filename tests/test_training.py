@@ -31,14 +31,15 @@ def test_exploding_learning_rate_stops_restores_finite_weights_and_explains(digi
 def test_on_nan_raise_raises_at_the_step():
     X = np.full((20, 64), 1e19, dtype=np.float32)
     with pytest.raises(aekit.training.DivergenceError, match="epoch 1, step 1"):
-        aekit.AE(on_nan="raise", **SMALL).fit(X)
+        aekit.AE(on_nan="raise", scale="none", **SMALL).fit(X)
 
 
 def test_an_epoch_that_skipped_most_minibatches_is_not_a_good_epoch(digits):
     X, _ = digits
     X = X[:384].copy()
     X[::24] = 1e19         # 16 poisoned rows: most minibatches (not all) hold one
-    model = aekit.AE(on_nan="skip_batch", **{**SMALL, "max_iter": 3, "batch_size": 32})
+    model = aekit.AE(on_nan="skip_batch", scale="none",
+                     **{**SMALL, "max_iter": 3, "batch_size": 32})
     with pytest.warns(ConvergenceWarning, match="minibatches skipped for non-finite losses"):
         model.fit(X)
     assert model.n_iter_ == 0 and model.history_ == {}      # no epoch counted as good
@@ -51,7 +52,7 @@ def test_restore_on_data_too_large_for_float32_ends_in_a_clean_refusal(name):
     """Finite but huge data: training stops and restores, and then no code distribution can
     be fitted; the fit fails with a message instead of a linear-algebra traceback."""
     X = np.random.default_rng(0).random((64, 6)).astype(np.float32) * 3e38
-    model = aekit.get_model(name, **SMALL)
+    model = aekit.get_model(name, scale="none", **SMALL)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         with pytest.raises(aekit.DivergenceError, match="standardise the features"):
@@ -63,7 +64,8 @@ def test_on_nan_skip_batch_skips_only_the_bad_minibatches(digits):
     X, _ = digits
     X = X[:256].copy()
     X[0] = 1e19            # one poisoned row: only its minibatch has an infinite loss
-    model = aekit.AE(on_nan="skip_batch", **{**SMALL, "max_iter": 3, "batch_size": 32})
+    model = aekit.AE(on_nan="skip_batch", scale="none",
+                     **{**SMALL, "max_iter": 3, "batch_size": 32})
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         model.fit(X)

@@ -27,6 +27,7 @@ from aekit.models import (
     StackedAE,
     VampPriorVAE,
 )
+from aekit.nn import register_network
 from aekit.persistence import load
 from aekit.training import DivergenceError, FitContext, LossTerms
 
@@ -59,4 +60,5 @@ __all__ = [
     "list_models",
     "load",
     "register",
+    "register_network",
 ]

@@ -23,6 +23,7 @@ arXiv:2006.13202 (the learned-sigma Gaussian).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -72,11 +73,48 @@ class Likelihood(nn.Module):
     support: tuple[float, float] | None = None
     #: what to suggest when data falls outside the support.
     alternative = "likelihood='gaussian'"
+    #: a location-scale family over the real line: it can model standardised features and
+    #: give back the density of the data as given (see ``standardize``)
+    location_scale: bool = False
 
-    def __init__(self, n_features: int, scale: float = 1.0) -> None:
+    def __init__(self, n_features: int, scale: float = 1.0, standardize: bool = False) -> None:
         super().__init__()
         self.n_features = n_features
         self.scale = float(scale)
+        self.standardizes = bool(standardize)
+        if standardize:
+            if not self.location_scale:
+                name = getattr(type(self), "_registry_name", type(self).__name__)
+                raise InputError(f"likelihood={name!r} models values in a fixed range and "
+                                 f"cannot standardise its features; use scale='none'")
+            # the training rows' per-feature mean and standard deviation (set by fit)
+            self.register_buffer("data_loc", torch.zeros(n_features))
+            self.register_buffer("data_scale", torch.ones(n_features))
+
+    def set_standardization(self, loc: Any, scale: Any) -> None:
+        """Set the per-feature mean and standard deviation the features are standardised by."""
+        with torch.no_grad():
+            self.data_loc.copy_(torch.as_tensor(loc, dtype=torch.float32))
+            self.data_scale.copy_(torch.as_tensor(scale, dtype=torch.float32))
+
+    def standardize(self, x: Tensor) -> Tensor:
+        """What the encoder sees: ``(x - mean) / std`` per feature when this likelihood
+        standardises, else ``x`` itself."""
+        if not self.standardizes:
+            return x
+        return (x - self.data_loc) / self.data_scale
+
+    def _in_data_units(self, loc: Tensor, scale: Any) -> tuple[Tensor, Any]:
+        """Location and scale of a feature's distribution in the data's own units.
+
+        The decoder models the standardised feature u = (x - m) / s; x = m + s u is then
+        of the same family with location m + s loc and scale s scale, whose density is
+        that of u times 1 / s: ``log_prob`` includes the log-Jacobian -sum log s, so it
+        stays a log-density of the rows as given.
+        """
+        if not self.standardizes:
+            return loc, scale
+        return self.data_loc + self.data_scale * loc, self.data_scale * scale
 
     def base_distribution(self, params: Tensor) -> Distribution:
         """Per-feature distribution from params of shape ``(..., D)`` or ``(..., D, P)``."""
@@ -194,8 +232,10 @@ class LogitContinuousBernoulli(ContinuousBernoulli):
 class GaussianLikelihood(Likelihood):
     """Normal(mu, sigma), sigma fixed to ``scale``: MSE / (2 sigma^2) + D log(sigma sqrt(2 pi))."""
 
+    location_scale = True
+
     def base_distribution(self, params: Tensor) -> Distribution:
-        return Normal(params, self.scale, validate_args=False)
+        return Normal(*self._in_data_units(params, self.scale), validate_args=False)
 
 
 @LIKELIHOODS.register("gaussian_learned")
@@ -205,22 +245,25 @@ class LearnedGaussianLikelihood(Likelihood):
 
     min_log_scale = math.log(1e-3)
     max_log_scale = math.log(10.0)
+    location_scale = True
 
-    def __init__(self, n_features: int, scale: float = 1.0) -> None:
-        super().__init__(n_features, scale)
+    def __init__(self, n_features: int, scale: float = 1.0, standardize: bool = False) -> None:
+        super().__init__(n_features, scale, standardize)
         self.log_scale = nn.Parameter(torch.full((n_features,), math.log(scale)))
 
     def base_distribution(self, params: Tensor) -> Distribution:
         log_scale = self.log_scale.clamp(self.min_log_scale, self.max_log_scale)  # (D,)
-        return Normal(params, log_scale.exp(), validate_args=False)
+        return Normal(*self._in_data_units(params, log_scale.exp()), validate_args=False)
 
 
 @LIKELIHOODS.register("laplace")
 class LaplaceLikelihood(Likelihood):
     """Laplace(mu, b) with b fixed to ``scale``: L1 / b + D log(2 b)."""
 
+    location_scale = True
+
     def base_distribution(self, params: Tensor) -> Distribution:
-        return Laplace(params, self.scale, validate_args=False)
+        return Laplace(*self._in_data_units(params, self.scale), validate_args=False)
 
 
 @LIKELIHOODS.register("categorical")
@@ -248,8 +291,10 @@ class _QuantisedCategorical(Categorical):
         return super().log_prob((value * 255.0).round().long())
 
 
-def get_likelihood(name: str, n_features: int, scale: float = 1.0) -> Likelihood:
-    """Build the likelihood ``name`` for ``n_features`` features.
+def get_likelihood(name: str, n_features: int, scale: float = 1.0,
+                   standardize: bool = False) -> Likelihood:
+    """Build the likelihood ``name`` for ``n_features`` features; ``standardize`` (location-
+    scale likelihoods only) makes it model standardised features while scoring data as given.
 
     Examples
     --------
@@ -259,7 +304,7 @@ def get_likelihood(name: str, n_features: int, scale: float = 1.0) -> Likelihood
     >>> p_x.log_prob(torch.ones(2, 3)).shape  # summed over the 3 features
     torch.Size([2])
     """
-    return LIKELIHOODS.get(name, n_features=n_features, scale=scale)
+    return LIKELIHOODS.get(name, n_features=n_features, scale=scale, standardize=standardize)
 
 
 def list_likelihoods() -> list[str]:

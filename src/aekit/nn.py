@@ -9,12 +9,18 @@ No BatchNorm: it makes a row's output depend on its batch, which breaks one-samp
 
 from __future__ import annotations
 
+import copy
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from torch import Tensor, nn
 
+from aekit._registry import Registry
 from aekit.exceptions import InputError
+
+#: factories of users' networks, by name: ``factory(input_shape, n_outputs, **kwargs)``
+NETWORKS: Registry[Callable[..., nn.Module]] = Registry("network")
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -135,3 +141,101 @@ def build_decoder(input_shape: Sequence[int], hidden_layer_sizes: Sequence[int],
         return ConvDecoder(image_shape(input_shape), hidden[:1], n_components, n_params,  # type: ignore[arg-type]
                            activation)
     return mlp([n_components, *hidden, math.prod(input_shape) * n_params], activation)
+
+
+# ------------------------------------------------------------------ a user's own networks
+
+def register_network(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Register a network factory under ``name``, so models can be given it by name
+    (``encoder="name"`` or ``encoder=("name", {"width": 64})``) and model files rebuild it.
+
+    The factory is called as ``factory(input_shape, n_outputs, **kwargs)``: for an encoder
+    ``input_shape`` is the row shape (``(C, H, W)`` for images, ``(D,)`` for flat rows);
+    for a decoder it is ``(n_components,)``. It returns an ``nn.Module`` whose output,
+    flattened per row, has ``n_outputs`` values.
+
+    Examples
+    --------
+    >>> import math, aekit
+    >>> from torch import nn
+    >>> @aekit.register_network("tiny_mlp_doc")
+    ... def tiny(input_shape, n_outputs, width=32):
+    ...     return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), width),
+    ...                          nn.ReLU(),
+    ...                          nn.Linear(width, n_outputs))
+    >>> X, _ = aekit.datasets.load("digits")
+    >>> vae = aekit.VAE(encoder=("tiny_mlp_doc", {"width": 16}), max_iter=1).fit(X)
+    """
+    return NETWORKS.register(name)
+
+
+def network_spec_problem(spec: Any) -> str | None:
+    """Why ``spec`` cannot be an ``encoder=`` / ``decoder=`` value (None when it can)."""
+    if spec is None or isinstance(spec, nn.Module):
+        return None
+    if isinstance(spec, str):
+        return None if spec in NETWORKS else f"no network is registered as {spec!r} " \
+            f"(registered: {', '.join(NETWORKS.names()) or 'none'}); register its factory " \
+            f"with @aekit.register_network({spec!r})"
+    if isinstance(spec, (tuple, list)):
+        if len(spec) == 2 and isinstance(spec[0], str) and isinstance(spec[1], dict):
+            return network_spec_problem(spec[0])
+        return "a (name, arguments) pair must be a registered name and a dict of arguments"
+    if callable(spec):
+        return None
+    return (f"expected None, an nn.Module, a factory (input_shape, n_outputs) -> nn.Module or "
+            f"a registered name; got {type(spec).__name__}")
+
+
+def network_spec_json(spec: Any) -> Any:
+    """What a model file records of ``spec``: a registered name and its arguments as they
+    are, and for a module or an unregistered factory only what it is (files never hold
+    code: such a network is given again to :func:`aekit.load`)."""
+    if spec is None or isinstance(spec, str):
+        return spec
+    if isinstance(spec, (tuple, list)):
+        return [spec[0], dict(spec[1])]
+    return {"user_network": getattr(spec, "__qualname__", type(spec).__qualname__)}
+
+
+class UserNetwork(nn.Module):
+    """A user's network on aekit's flat rows: rows ``(..., D)`` are given to it in the
+    shape ``in_shape`` it was built for, and its output is flattened per row and checked
+    to have the ``n_outputs`` values the model needs (``what`` says why, in the error)."""
+
+    def __init__(self, net: nn.Module, in_shape: tuple[int, ...], n_outputs: int,
+                 what: str) -> None:
+        super().__init__()
+        self.net, self.in_shape, self.n_outputs, self.what = net, tuple(in_shape), n_outputs, what
+
+    def forward(self, x: Tensor) -> Tensor:
+        lead = x.shape[:-1]                             # (B,) or (K, B)
+        y = self.net(x.reshape(-1, *self.in_shape))
+        y = y.reshape(y.shape[0], -1)                   # (B, n_out)
+        if y.shape[-1] != self.n_outputs:
+            raise InputError(f"the {self.what.split(':')[0]} gives {y.shape[-1]} values per row "
+                             f"for input of shape {self.in_shape}; it must give "
+                             f"{self.n_outputs}: {self.what.split(':', 1)[1].strip()}")
+        return y.reshape(*lead, -1)
+
+
+def build_user_network(spec: Any, in_shape: tuple[int, ...], n_outputs: int,
+                       what: str) -> UserNetwork:
+    """The network ``spec`` (a module, copied so the caller's stays as it is; a factory; a
+    registered name or ``(name, kwargs)``) for inputs of ``in_shape``, wrapped in
+    :class:`UserNetwork`. ``what`` is ``"role: why n_outputs"`` for error messages."""
+    problem = network_spec_problem(spec)
+    if problem is not None:
+        raise InputError(f"{what.split(':')[0]}: {problem}")
+    if isinstance(spec, nn.Module):
+        net = copy.deepcopy(spec)
+    elif isinstance(spec, str):
+        net = NETWORKS.lookup(spec)(in_shape, n_outputs)
+    elif isinstance(spec, (tuple, list)):
+        net = NETWORKS.lookup(spec[0])(in_shape, n_outputs, **spec[1])
+    else:
+        net = spec(in_shape, n_outputs)
+    if not isinstance(net, nn.Module):
+        raise InputError(f"{what.split(':')[0]}: the factory returned "
+                         f"{type(net).__name__}, not an nn.Module")
+    return UserNetwork(net, in_shape, n_outputs, what)

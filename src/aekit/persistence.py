@@ -36,6 +36,7 @@ from aekit._registry import MODELS
 from aekit._version import __version__
 from aekit.data.sources.source import check_file
 from aekit.exceptions import InputError
+from aekit.nn import network_spec_json
 from aekit.runtime import (
     hash_tensors,
     jsonable,
@@ -45,9 +46,10 @@ from aekit.runtime import (
 )
 
 FORMAT = "aekit-model"
-FORMAT_VERSION = 2
-#: the format versions :func:`load` reads (1: ``tensors_sha256`` only; 2: also ``sha256``).
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+#: the format versions :func:`load` reads (1: ``tensors_sha256`` only; 2: also ``sha256``;
+#: 3: the ``scale`` parameter, whose absence means the model did not standardise).
+READABLE_VERSIONS = (1, 2, 3)
 #: fitted attributes stored in the metadata (tensors live in ``module_``'s state dict).
 FITTED_ATTRIBUTES = ("input_shape_", "n_features_in_", "n_iter_", "history_", "best_loss_",
                      "feature_names_in_")
@@ -81,7 +83,8 @@ def save_model(est: Any, path: str | os.PathLike) -> None:
         "format_version": FORMAT_VERSION,
         "aekit_version": __version__,
         "class": name,
-        "params": jsonable(est.get_params()),
+        "params": jsonable({k: network_spec_json(v) if k in NETWORK_PARAMS else v
+                            for k, v in est.get_params().items()}),
         "fitted": {a: jsonable(vars(est)[a]) for a in _fitted_attributes(type(est))
                    if a in vars(est)},
         "tensors_sha256": tensors_sha256(tensors),
@@ -146,7 +149,12 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     return meta
 
 
-def load(path: str | os.PathLike, device: str | None = None) -> Any:
+#: parameters that hold a user's network
+NETWORK_PARAMS = ("encoder", "decoder")
+
+
+def load(path: str | os.PathLike, device: str | None = None, *, encoder: Any = None,
+         decoder: Any = None) -> Any:
     """Rebuild a fitted model from a file written by ``save``.
 
     Only registered aekit classes can be built and no pickle is ever read, so loading a
@@ -161,6 +169,10 @@ def load(path: str | os.PathLike, device: str | None = None) -> Any:
     device : str, optional
         Where to put the weights ("cpu", "cuda", "auto"); defaults to the saved ``device``
         parameter resolved on this machine.
+    encoder, decoder : nn.Module or callable, optional
+        The networks of a model fitted with your own module or unregistered factory (a
+        file holds their weights, never their code): the same architecture again. Networks
+        registered with :func:`aekit.register_network` are rebuilt by name without them.
 
     Examples
     --------
@@ -177,7 +189,8 @@ def load(path: str | os.PathLike, device: str | None = None) -> Any:
         cls = MODELS.lookup(meta.get("class"))
     except InputError as exc:
         raise InputError(f"{str(path)!r} names an {exc}") from None
-    est, fitted, shape = _estimator_from(cls, meta, path)
+    est, fitted, shape = _estimator_from(cls, meta, path, {"encoder": encoder,
+                                                            "decoder": decoder})
     try:
         # on the meta device: shapes without memory, whatever sizes the file declares
         with torch.random.fork_rng(devices=[]), torch.device("meta"):
@@ -212,14 +225,20 @@ def load(path: str | os.PathLike, device: str | None = None) -> Any:
     return est
 
 
-def _estimator_from(cls: type, meta: dict[str, Any], path: str | os.PathLike
-                    ) -> tuple[Any, dict[str, Any], tuple[int, ...]]:
-    """An unfitted ``cls`` with the file's parameters, checked as ``fit`` checks them, its
-    fitted attributes and input shape; every problem is an :class:`InputError`."""
+def _estimator_from(cls: type, meta: dict[str, Any], path: str | os.PathLike,
+                    networks: dict[str, Any]) -> tuple[Any, dict[str, Any], tuple[int, ...]]:
+    """An unfitted ``cls`` with the file's parameters (and the user's ``networks`` where the
+    file names one it cannot rebuild), checked as ``fit`` checks them, its fitted
+    attributes and input shape; every problem is an :class:`InputError`."""
+    params = meta.get("params")
+    if isinstance(params, dict):
+        _networks_into(params, networks, path)
     try:
         params, fitted = meta.get("params"), meta.get("fitted")
         if not isinstance(params, dict) or not isinstance(fitted, dict):
             raise TypeError("'params' and 'fitted' must be JSON objects")
+        if meta["format_version"] <= 2:
+            params.setdefault("scale", "none")   # written before aekit standardised features
         est = cls(**_restore_types(cls, params))
         est._validate_params()
         est._check_hyperparameters()
@@ -235,6 +254,24 @@ def _estimator_from(cls: type, meta: dict[str, Any], path: str | os.PathLike
         raise InputError(f"{str(path)!r} has metadata aekit cannot use: {message[:300]}; "
                          "save the model again with model.save()") from None
     return est, fitted, shape
+
+
+def _networks_into(params: dict[str, Any], given: dict[str, Any],
+                   path: str | os.PathLike) -> None:
+    """Put the user's networks into the file's parameters: one given to ``load`` replaces
+    what the file records; a recorded user network not given is refused by name."""
+    for role in NETWORK_PARAMS:
+        recorded = params.get(role)
+        if given[role] is not None:
+            params[role] = given[role]
+        elif isinstance(recorded, dict) and "user_network" in recorded:
+            raise InputError(
+                f"{str(path)!r} was fitted with your own {role} "
+                f"({str(recorded['user_network'])[:80]}), whose code a model file does not "
+                f"hold: pass it again, aekit.load(path, {role}=...), or register its factory "
+                f"with aekit.register_network(name) and fit with {role}=name")
+        elif isinstance(recorded, list):
+            params[role] = tuple(recorded)
 
 
 #: the most values per row a model file may declare (far more than any network can take).

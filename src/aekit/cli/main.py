@@ -18,6 +18,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sklearn.utils._param_validation import InvalidParameterError
@@ -29,6 +30,7 @@ from aekit.cli.support import (
     check_output_folder,
     check_samples,
     count_rows,
+    describe_choices,
     in_memory,
     load_data,
     make_model,
@@ -96,12 +98,14 @@ def cmd_fit(args: argparse.Namespace) -> None:
     # checkpoint is refused before the data are read; torchrun's rank 0 holds the lock
     rank0 = int(os.environ.get("RANK", "0")) == 0
     with claim(args.checkpoint_dir, resume=args.resume, overwrite=args.overwrite, main=rank0):
-        X, y = load_data(args.data, args.split, args.memory_budget)
+        X, y, names = read_data(args)
         start = time.perf_counter()
         model.fit(X, y, checkpoint_dir=args.checkpoint_dir,
                   checkpoint_every=args.checkpoint_every, resume=args.resume,
                   overwrite=args.overwrite, memory_budget=args.memory_budget)
 
+    if names is not None:           # a table's header: kept in the model file, for outputs
+        model.feature_names_in_ = np.asarray(names, dtype=object)
     if not is_main_process():       # under torchrun only rank 0 writes and reports
         return
     model.save(args.output)
@@ -118,6 +122,7 @@ def cmd_fit(args: argparse.Namespace) -> None:
         print(f"trained {type(model).__name__} on {count_rows(X)} rows for {model.n_iter_} "
               f"epochs in {time.perf_counter() - start:.1f} s (final loss {losses[-1]:.4g}); "
               f"wrote {args.output}")
+        print(f"chosen: {describe_choices(model)}")
 
 
 def cmd_detect_fit(args: argparse.Namespace) -> None:
@@ -127,7 +132,7 @@ def cmd_detect_fit(args: argparse.Namespace) -> None:
     model = make_model(args.model, params)
     detector = AnomalyDetector(model, score_type=args.score,
                                contamination=parse_contamination(args.contamination))
-    X, _ = load_data(args.data, args.split, args.memory_budget)
+    X, _, _ = read_data(args)
     in_memory(X, "detect fit")
     start = time.perf_counter()
     detector.fit(X)
@@ -142,7 +147,7 @@ def cmd_detect_fit(args: argparse.Namespace) -> None:
 def cmd_detect_score(args: argparse.Namespace) -> None:
     check_output(args.output, (".csv", ".npy"), inputs=(args.data, args.detector_file))
     detector = load_detector(args.detector_file)
-    X, _ = load_data(args.data, args.split, args.memory_budget)
+    X, _, _ = read_data(args)
     in_memory(X, "detect score")
     scores = detector.anomaly_score(X)                                # (n,) higher = stranger
     labels = (detector.predict(X) == -1).astype(np.int64)             # (n,) 1 = anomaly
@@ -158,20 +163,27 @@ def cmd_detect_score(args: argparse.Namespace) -> None:
 
 def cmd_transform(args: argparse.Namespace) -> None:
 
-    check_output(args.output, (".npy", ".parquet"), inputs=(args.data, args.model_file))
+    check_output(args.output, (".npy", ".parquet", ".csv"), inputs=(args.data, args.model_file))
     model = aekit.load(args.model_file)
-    X, _ = load_data(args.data, args.split, args.memory_budget)
+    X, _, _ = read_data(args)
     write_output(args.output, model.transform, X, column_prefix="z")
 
 
 def cmd_sample(args: argparse.Namespace) -> None:
 
-    check_output(args.output, ".npy", inputs=(args.model_file,))
+    check_output(args.output, (".npy", ".csv", ".parquet"), inputs=(args.model_file,))
     if args.n_samples < 1:
         raise InputError(f"-n must be a positive number of samples; got {args.n_samples}")
     model = aekit.load(args.model_file)
     check_samples(model, args.n_samples, args.seed)
-    write_npy(args.output, model.sample(args.n_samples, random_state=args.seed))
+    samples = model.sample(args.n_samples, random_state=args.seed)
+    if args.output.endswith(".npy"):
+        write_npy(args.output, samples)       # in the model's row shape (images stay images)
+    else:
+        names = getattr(model, "feature_names_in_", None)
+        streaming.write_rows(args.output, iter([samples.reshape(len(samples), -1)]),
+                             len(samples), column_prefix="x",
+                             columns=None if names is None else list(names))
 
 
 def cmd_score(args: argparse.Namespace) -> None:
@@ -183,8 +195,9 @@ def cmd_score(args: argparse.Namespace) -> None:
     if args.n_importance_samples is not None and "n_importance_samples" in model.get_params():
         model.set_params(n_importance_samples=args.n_importance_samples)
     if args.output:
-        check_output(args.output, (".npy", ".parquet"), inputs=(args.data, args.model_file))
-    X, _ = load_data(args.data, args.split, args.memory_budget)
+        check_output(args.output, (".npy", ".parquet", ".csv"),
+                     inputs=(args.data, args.model_file))
+    X, _, _ = read_data(args)
     ll = distributed.map_sharded(model.score_samples, X)
     if args.output and distributed.is_main_process():
         streaming.write_rows(args.output, iter([ll[:, None]]), len(ll), column_prefix="log_p")
@@ -220,6 +233,14 @@ def cmd_score(args: argparse.Namespace) -> None:
                   "not a density of x)")
 
 
+def read_data(args: argparse.Namespace) -> tuple[Any, np.ndarray | None, list[str] | None]:
+    """The rows, labels and feature names that ``--data`` (with ``--columns`` and
+    ``--label-column``) names."""
+    return load_data(args.data, args.split, args.memory_budget,
+                     columns=getattr(args, "columns", None),
+                     label_column=getattr(args, "label_column", None))
+
+
 def _test_split(data: str) -> tuple[np.ndarray | None, np.ndarray | None]:
     """The test split of a registered dataset; (None, None) for files."""
 
@@ -232,8 +253,8 @@ def cmd_report(args: argparse.Namespace) -> None:
 
     check_output_folder(args.output_dir, "-o")
     model = aekit.load(args.model_file)
-    X, y = load_data(args.data, "train" if args.split == "test" else args.split,
-                      args.memory_budget)
+    X, y, _ = load_data(args.data, "train" if args.split == "test" else args.split,
+                        args.memory_budget)
     in_memory(X, "report")
     X_test, y_test = _test_split(args.data) if args.split == "test" else (None, None)
     index = write_report(model, X, y, args.output_dir, data_name=args.data, X_test=X_test,
@@ -249,7 +270,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         raise InputError(f"-k must be a positive number of importance samples; got "
                          f"{args.n_importance_samples}")
     model = aekit.load(args.model_file)
-    X_test, y_test = load_data(args.data, args.split, args.memory_budget)
+    X_test, y_test, _ = load_data(args.data, args.split, args.memory_budget)
     in_memory(X_test, "evaluate")
     X_train = y_train = None
     if args.split != "train" and args.data in aekit.datasets.list_datasets():
@@ -296,6 +317,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--data", required=True, help="dataset name, file (.npy .npz .csv IDX "
                        ".parquet) or folder (of .parquet files or of images)")
         p.add_argument("--split", default="train", help="train, test or all (datasets only)")
+        p.add_argument("--columns", metavar="A,B,...",
+                       help="feature columns of a .csv (header names or 0-based indices) or "
+                       ".npy/.npz table (indices); default: all but the label column")
+        p.add_argument("--label-column", metavar="NAME",
+                       help="the table's label column, read as labels and never trained on "
+                       "(default for .csv: a column named label, y, target or class)")
         budget_arg(p)
 
     def budget_arg(p: argparse.ArgumentParser) -> None:
@@ -370,17 +397,20 @@ def build_parser() -> argparse.ArgumentParser:
     budget_arg(p)
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("transform", help="write the codes of data to .npy or .parquet")
+    p = sub.add_parser("transform", help="write the codes of data to .npy, .csv or .parquet")
     p.add_argument("model_file")
     data_args(p)
-    p.add_argument("-o", "--output", required=True, help=".npy or .parquet file to write")
+    p.add_argument("-o", "--output", required=True,
+                   help=".npy, .csv or .parquet file to write (columns z0, z1, ...)")
     p.set_defaults(func=cmd_transform)
 
-    p = sub.add_parser("sample", help="write samples from the model to .npy")
+    p = sub.add_parser("sample", help="write samples from the model to .npy, .csv or .parquet")
     p.add_argument("model_file")
     p.add_argument("-n", "--n-samples", type=int, default=16)
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("-o", "--output", required=True, help=".npy file to write")
+    p.add_argument("-o", "--output", required=True,
+                   help=".npy (rows in the data's shape), .csv or .parquet (flat rows, the "
+                   "training table's column names) file to write")
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("score", help="log-likelihood of data in nats and bits/dim")
@@ -388,7 +418,8 @@ def build_parser() -> argparse.ArgumentParser:
     data_args(p)
     p.add_argument("-k", "--n-importance-samples", type=int, default=None)
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument("-o", "--output", help="also write log p(x) of every row (.npy or .parquet)")
+    p.add_argument("-o", "--output",
+                   help="also write log p(x) of every row (.npy, .csv or .parquet)")
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("bench", help="measure every model and write the tables")
@@ -411,7 +442,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     show = warnings.showwarning
     warnings.showwarning = _one_line_warning
     try:
-        args.func(args)
+        with warnings.catch_warnings():
+            # the command line reads tables as arrays; a model that keeps a table's column
+            # names (for its outputs) would warn on every call that the array has none
+            warnings.filterwarnings("ignore", message="X does not have valid feature names")
+            args.func(args)
 
         if finish():                    # under torchrun: every rank waited for rank 0's files
             # gloo's threads can abort the interpreter's teardown ("terminate called

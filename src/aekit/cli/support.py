@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 import aekit
 from aekit.data import datasets, sources, streaming
@@ -86,20 +87,80 @@ def make_model(name: str, params: dict[str, Any]) -> Any:
     return model.set_params(**params)
 
 
-def load_data(source: str, split: str, memory_budget: str | None = None
-               ) -> tuple[Any, np.ndarray | None]:
-    """Rows and labels of a dataset or file. A ``.npy`` / ``.parquet`` file or a folder
-    larger than the memory budget comes back as a (flattened) source to stream."""
+def load_data(source: str, split: str, memory_budget: str | None = None,
+              columns: str | None = None, label_column: str | None = None
+              ) -> tuple[Any, np.ndarray | None, list[str] | None]:
+    """Rows, labels and feature names (None where the data have none) of a dataset or
+    file. A ``.npy`` / ``.parquet`` file or a folder larger than the memory budget comes
+    back as a (flattened) source to stream. ``columns`` (comma-separated names or 0-based
+    indices) picks the feature columns of a .csv, .npy or .npz table and ``label_column``
+    its label column (read as labels, never trained on)."""
 
+    suffix = Path(source).suffix.lower()
+    if suffix == ".csv" and source not in datasets.list_datasets():
+        table = datasets.read_csv_table(source, _split_columns(columns), label_column,
+                                        sources.memory_budget(memory_budget))
+        return table.X, table.y, table.names
+    if columns is not None or label_column is not None:
+        if suffix not in (".npy", ".npz"):
+            raise InputError("--columns and --label-column pick columns of a .csv, .npy or "
+                             f".npz table; {source!r} is not one")
+        X, y = datasets.load(source, split=split, memory_budget=memory_budget)
+        return _pick_columns(source, X, y, _split_columns(columns), label_column)
     if source in datasets.list_datasets() or not sources.is_streamable(source):
-        return datasets.load(source, split=split, memory_budget=memory_budget)
+        return (*datasets.load(source, split=split, memory_budget=memory_budget), None)
     try:
         src = sources.Flattened(sources.open_source(source))
         budget = sources.memory_budget(memory_budget)
     except ImportError as exc:
         raise InputError(str(exc)) from None
-    return streaming.resolve(src, budget), src.labels()
+    return streaming.resolve(src, budget), src.labels(), None
 
+
+def _split_columns(columns: str | None) -> list[str] | None:
+    return None if columns is None else [c.strip() for c in columns.split(",") if c.strip()]
+
+
+def _pick_columns(source: str, X: np.ndarray, y: np.ndarray | None, columns: list[str] | None,
+                  label_column: str | None) -> tuple[np.ndarray, np.ndarray | None, None]:
+    """Columns of an array table by 0-based index: features, and the label column."""
+    X = X.reshape(len(X), -1)
+
+    def index(text: str, option: str) -> int:
+        if not text.isdigit() or int(text) >= X.shape[1]:
+            raise InputError(f"{option} {text!r}: {source!r} has no header, so columns are "
+                             f"0-based indices below {X.shape[1]}")
+        return int(text)
+
+    label = None if label_column is None else index(label_column, "--label-column")
+    keep = ([index(c, "--columns") for c in columns] if columns
+            else [i for i in range(X.shape[1]) if i != label])
+    if label is not None:
+        y = X[:, label].astype(np.int64) if np.all(X[:, label] == np.round(X[:, label])) \
+            else X[:, label]
+    return np.ascontiguousarray(X[:, keep]), y, None
+
+
+def describe_choices(model: Any) -> str:
+    """What the model chose for this data and why: likelihood, scaling and networks."""
+    lik = model.module_.likelihood
+    standardizes = getattr(lik, "standardizes", False)
+    why_lik = {"gaussian_learned": "a Gaussian with a learned sigma per feature, the default",
+               "gaussian": "a Gaussian of fixed sigma (MSE)",
+               "bernoulli": "binary cross-entropy, for data in [0, 1]"}
+    scaling = ("features standardised by their training mean and std (scale="
+               f"{model.scale!r}; outputs and log p(x) are of the data as given)"
+               if standardizes else f"features as given (scale={model.scale!r})")
+    if model.encoder is not None or model.decoder is not None:
+        nets = "your own networks"
+    else:
+        shape = model.input_shape_
+        conv = any(isinstance(m, torch.nn.Conv2d) for m in model.module_.modules())
+        widths = [model.n_features_in_, *model.hidden_layer_sizes, model.n_components]
+        nets = (f"conv networks for {'x'.join(map(str, shape))} images" if conv
+                else f"MLP {' -> '.join(map(str, widths))}")
+    return (f"likelihood {model.likelihood!r} ({why_lik.get(model.likelihood, 'as set')}); "
+            f"{scaling}; {nets}")
 
 def in_memory(X: Any, command: str) -> None:
     if hasattr(X, "n_rows"):

@@ -24,8 +24,10 @@ import shutil
 import urllib.request
 import zipfile
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -420,6 +422,30 @@ def _read_npz(path: Path, budget: int) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 def _read_csv(path: Path, budget: int) -> tuple[np.ndarray, np.ndarray | None]:
+    table = read_csv_table(path, budget=budget)
+    return table.X, table.y
+
+
+class Table(NamedTuple):
+    """Rows read from a table file: features ``X`` (float32), labels ``y`` (or None) and
+    the feature columns' names."""
+
+    X: np.ndarray
+    y: np.ndarray | None
+    names: list[str]
+
+
+def read_csv_table(path: str | os.PathLike, columns: Sequence[str] | None = None,
+                   label_column: str | None = None, budget: int | None = None) -> Table:
+    """A numeric CSV file as features, labels and column names.
+
+    A first row that is not all numbers is the header. ``label_column`` (a header name or
+    a 0-based index) is read as labels, not trained on; without it a column named
+    label/labels/y/target/class is. ``columns`` (names or indices) picks the feature
+    columns (default: all but the label). A non-numeric value is refused naming its column.
+    """
+    path = check_file(path)
+    budget = budget_bytes(budget) if budget is None or isinstance(budget, str) else budget
     size = path.stat().st_size
     if size > budget:       # as Python lists of text, rows take several times the file
         raise InputError(f"{str(path)!r} has {size} bytes, more than the memory budget of "
@@ -437,20 +463,64 @@ def _read_csv(path: Path, budget: int) -> tuple[np.ndarray, np.ndarray | None]:
     try:
         [float(v) for v in rows[0]]
     except ValueError:
-        header, rows = [h.strip().lower() for h in rows[0]], rows[1:]
+        header, rows = [h.strip() for h in rows[0]], rows[1:]
         if not rows:
             raise InputError(f"{str(path)!r} has a header but no data rows") from None
     lengths = sorted({len(r) for r in rows} | ({len(header)} if header else set()))
     if len(lengths) > 1:
         raise InputError(f"{str(path)!r} has rows of different lengths ({lengths}); every row "
                          "needs the same number of columns")
+    names = header or [f"x{i}" for i in range(lengths[0])]
+    label = None
+    if label_column is not None:
+        label = _column_index(path, names, label_column, "--label-column")
+    elif header:
+        lower = [h.lower() for h in header]
+        label = next((lower.index(c) for c in LABEL_COLUMNS if c in lower), None)
+    keep = ([_column_index(path, names, c, "--columns") for c in columns] if columns
+            else [i for i in range(len(names)) if i != label])
+    if label in keep:
+        raise InputError(f"{str(path)!r}: column {names[label]!r} is the label column and "
+                         "cannot also be a feature")
+    data = np.empty((len(rows), len(keep)), dtype=np.float64)
+    for j, c in enumerate(keep):
+        try:
+            data[:, j] = [float(r[c]) if r[c].strip() else math.nan for r in rows]
+        except ValueError:
+            bad = next(r[c] for r in rows if not _is_number(r[c]))
+            raise InputError(
+                f"{str(path)!r}: column {names[c]!r} holds text ({bad[:40]!r}); aekit's models "
+                f"take numeric features: encode it as numbers (e.g. one-hot), leave it out "
+                f"with --columns, or name it with --label-column if it is the label"
+            ) from None
+    y = None
+    if label is not None:
+        texts = [r[label].strip() for r in rows]
+        if not all(texts):
+            raise InputError(f"{str(path)!r}: the label column {names[label]!r} has empty "
+                             "values")
+        if all(_is_number(t) for t in texts):
+            values = np.array([float(t) for t in texts])
+            y = values.astype(np.int64) if np.all(values == np.round(values)) else values
+        else:
+            y = np.array(texts, dtype=object)           # class names
+    return Table(data.astype(np.float32), y, [names[c] for c in keep])
+
+
+def _is_number(text: str) -> bool:
     try:
-        data = np.array([[float(v) for v in r] for r in rows], dtype=np.float64)
-    except ValueError as exc:
-        raise InputError(f"{str(path)!r} has a non-numeric value ({exc}); aekit reads "
-                         "numeric CSV columns (plus an optional header)") from None
-    label = next((header.index(c) for c in LABEL_COLUMNS if header and c in header), None)
-    if label is None:
-        return data.astype(np.float32), None
-    y = data[:, label].astype(np.int64)
-    return np.delete(data, label, axis=1).astype(np.float32), y
+        float(text)
+    except ValueError:
+        return not text.strip()       # an empty cell is a missing value, not text
+    return True
+
+
+def _column_index(path: Path, names: list[str], column: str | int, option: str) -> int:
+    """The index of ``column`` (a header name, any case, or a 0-based index)."""
+    lower = [n.lower() for n in names]
+    if isinstance(column, str) and column.lower() in lower:
+        return lower.index(column.lower())
+    if str(column).isdigit() and int(column) < len(names):
+        return int(column)
+    raise InputError(f"{str(path)!r} has no column {column!r} ({option}); its columns are "
+                     f"{', '.join(names[:30])}{' ...' if len(names) > 30 else ''}")

@@ -24,6 +24,7 @@ support, the row shape) and counts its rows; nothing is trained on data that fai
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import math
 import os
@@ -379,14 +380,35 @@ def head(source: Source, n: int) -> np.ndarray:
 
 
 def write_rows(path: str | os.PathLike, chunks: Iterator[np.ndarray], n_rows: int,
-               column_prefix: str = "x") -> None:
-    """Write chunks of rows to ``path`` as they come: ``.npy`` (2-D, float32) or
-    ``.parquet`` (one row group per chunk, columns ``{column_prefix}0``, ... ; needs
-    pyarrow). Atomic: the file appears only when complete."""
+               column_prefix: str = "x", columns: list[str] | None = None) -> None:
+    """Write chunks of rows to ``path`` as they come: ``.npy`` (2-D, float32),
+    ``.parquet`` (one row group per chunk; needs pyarrow) or ``.csv`` (a header line, then
+    one line per row). Columns are named ``columns``, else ``{column_prefix}0``, ...
+    Atomic: the file appears only when complete."""
 
     path = Path(path)
-    if path.suffix not in (".npy", ".parquet"):
-        raise InputError(f"output {str(path)!r} should end in .npy or .parquet")
+    if path.suffix not in (".npy", ".parquet", ".csv"):
+        raise InputError(f"output {str(path)!r} should end in .npy, .parquet or .csv")
+
+    def names_of(chunk: np.ndarray) -> list[str]:
+        if columns is not None and len(columns) == chunk.shape[1]:
+            return [str(c) for c in columns]
+        return ([column_prefix] if chunk.shape[1] == 1
+                else [f"{column_prefix}{i}" for i in range(chunk.shape[1])])
+
+    def write_csv(tmp: str) -> None:
+        written = 0
+        with open(tmp, "w", newline="") as f:
+            out = csv.writer(f)
+            for chunk in chunks:
+                chunk = np.asarray(chunk, dtype=np.float32).reshape(len(chunk), -1)
+                if written == 0:
+                    out.writerow(names_of(chunk))
+                # str of a float32: the shortest text that reads back to the same value
+                out.writerows([[str(v) for v in row] for row in chunk])
+                written += len(chunk)
+        if written != n_rows:
+            raise InputError(f"wrote {written} rows, expected {n_rows}")
 
     def write_npy(tmp: str) -> None:
         written = 0
@@ -410,8 +432,7 @@ def write_rows(path: str | os.PathLike, chunks: Iterator[np.ndarray], n_rows: in
         try:
             for chunk in chunks:
                 chunk = np.asarray(chunk, dtype=np.float32).reshape(len(chunk), -1)
-                names = ([column_prefix] if chunk.shape[1] == 1
-                         else [f"{column_prefix}{i}" for i in range(chunk.shape[1])])
+                names = names_of(chunk)
                 table = pa.table({n: chunk[:, i] for i, n in enumerate(names)})
                 if writer is None:
                     writer = pq.ParquetWriter(tmp, table.schema)
@@ -420,5 +441,6 @@ def write_rows(path: str | os.PathLike, chunks: Iterator[np.ndarray], n_rows: in
             if writer is not None:
                 writer.close()
 
-    atomic_write(path, write_npy if path.suffix == ".npy" else write_parquet)
+    writers = {".npy": write_npy, ".parquet": write_parquet, ".csv": write_csv}
+    atomic_write(path, writers[path.suffix])
 

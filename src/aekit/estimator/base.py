@@ -12,6 +12,8 @@ hook                             contract (who calls it, when)
                                  say (fit and ``aekit.load``, before anything is built)
 ``_build(input_shape)``          the networks as one ``nn.Module`` (fit, before training;
                                  ``aekit.load``); default: encoder, decoder, likelihood
+``_standardize(x)``              the rows as the networks see them (standardised when
+                                 ``scale`` says so); models call it before any network on x
 ``_fit_targets(y)``              check ``y`` before training; returns the fitted attributes it
                                  gives (e.g. ``classes_``) and per-row targets for the loop
 ``_labels_tensor(t, n, device)`` the targets as a device tensor for the loop (None: no ``y``)
@@ -71,7 +73,14 @@ from aekit.distributions import LIKELIHOODS, get_likelihood
 from aekit.estimator import inference, latent, validation
 from aekit.estimator.capabilities import Capabilities
 from aekit.exceptions import InputError, input_checks
-from aekit.nn import ACTIVATIONS, ARCHITECTURES, build_decoder, build_encoder
+from aekit.nn import (
+    ACTIVATIONS,
+    ARCHITECTURES,
+    build_decoder,
+    build_encoder,
+    build_user_network,
+    image_shape,
+)
 from aekit.runtime import PRECISIONS, compiled, local_device, resolve_device, seed
 from aekit.training import (
     ON_NAN,
@@ -96,13 +105,41 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         networks use the last width for their dense layer.
     activation : {"relu", "leaky_relu", "elu", "gelu", "silu", "tanh", "sigmoid", "identity"}
         Hidden-layer nonlinearity; "identity" makes a linear autoencoder.
-    likelihood : str, default="gaussian"
+    likelihood : str, default="gaussian_learned"
         p(x|z), one of :func:`aekit.distributions.list_likelihoods`: "gaussian" is MSE,
-        "bernoulli" is binary cross-entropy, and so on.
+        "bernoulli" is binary cross-entropy, and so on. The default is a Gaussian whose
+        sigma (one per feature) is learned with the networks (Rybkin et al. 2021): with
+        the features standardised (``scale="auto"``) it calibrates itself to how well each
+        feature is reconstructed, so the reconstruction term never becomes too weak
+        against the KL term, on data of any scale.
     likelihood_scale : float, default=1.0
-        The fixed sigma of "gaussian", b of "laplace", the initial sigma of "gaussian_learned".
+        The fixed sigma of "gaussian", b of "laplace", the initial sigma of "gaussian_learned"
+        (in standard deviations of each feature when the features are standardised).
+    scale : {"auto", "standard", "none"}, default="auto"
+        "standard": the encoder sees each feature standardised by the training rows' mean
+        and standard deviation, and the decoder models the standardised feature; the
+        likelihood maps it back (location m + s mu, scale s sigma), so every output
+        (``inverse_transform``, ``sample``, ``reconstruct``) is in the data's own units and
+        ``score_samples`` is the log-density of the data as given (it includes the
+        log-Jacobian -sum log s). This is what makes one default work on data of any
+        scale: with a fixed sigma on raw features the reconstruction term can be too weak
+        against the KL and the posterior collapses. "auto" standardises for the real-line
+        likelihoods ("gaussian", "gaussian_learned", "laplace") and leaves data in a fixed
+        range (e.g. "bernoulli") as it is; "none" never standardises.
     architecture : {"auto", "mlp", "conv"}, default="auto"
         "auto" uses small conv nets for image-shaped input and MLPs for flat rows.
+    encoder, decoder : nn.Module, callable, str or (str, dict), optional
+        Your own networks instead of the built-in ones: a module (copied at each fit, so
+        yours is never changed), a factory ``(input_shape, n_outputs) -> nn.Module``, or
+        the name of a factory registered with :func:`aekit.register_network` (with its
+        keyword arguments as ``(name, dict)``). The encoder gets rows in their own shape
+        (``(B, C, H, W)`` for images; standardised when ``scale`` says so) and must give
+        ``n_outputs`` values per row (``n_components``; twice that for a Gaussian
+        posterior); the decoder gets codes ``(B, n_components)`` and must give the
+        likelihood's parameters, ``n_features`` times its parameters per feature (one
+        for "gaussian"), feature-major. A wrong width is refused with the width expected.
+        Model files keep registered names; a module or an unregistered factory is given
+        again to :func:`aekit.load`.
     max_iter : int, default=100
         Maximum number of epochs.
     batch_size : int, default=128
@@ -156,7 +193,10 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         "activation": [StrOptions(set(ACTIVATIONS))],
         "likelihood": [StrOptions(set(LIKELIHOODS.names()))],
         "likelihood_scale": [Interval(Real, 0, None, closed="neither")],
+        "scale": [StrOptions(set(validation.SCALES))],
         "architecture": [StrOptions(set(ARCHITECTURES))],
+        "encoder": "no_validation",     # checked by _check_hyperparameters
+        "decoder": "no_validation",
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
@@ -176,17 +216,21 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     }
 
     def __init__(self, n_components=2, *, hidden_layer_sizes=(256, 128), activation="relu",
-                 likelihood="gaussian", likelihood_scale=1.0, architecture="auto",
-                 max_iter=100, batch_size=128, learning_rate=1e-3, early_stopping=False,
-                 validation_fraction=0.1, n_iter_no_change=10, tol=1e-4, random_state=None,
-                 verbose=0, device="auto", precision="32", on_nan="restore", compile=False,
+                 likelihood="gaussian_learned", likelihood_scale=1.0, scale="auto",
+                 architecture="auto", encoder=None, decoder=None, max_iter=100, batch_size=128,
+                 learning_rate=1e-3, early_stopping=False, validation_fraction=0.1,
+                 n_iter_no_change=10, tol=1e-4, random_state=None, verbose=0, device="auto",
+                 precision="32", on_nan="restore", compile=False,
                  binarize="none", flush_denormal=True, deterministic=False):
         self.n_components = n_components
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.likelihood = likelihood
         self.likelihood_scale = likelihood_scale
+        self.scale = scale
         self.architecture = architecture
+        self.encoder = encoder
+        self.decoder = decoder
         self.max_iter = max_iter
         self.batch_size = batch_size
         self.learning_rate = learning_rate
@@ -248,18 +292,51 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     def _encoder_outputs(self) -> int:
         return self.n_components
 
+    #: what the encoder's outputs are, for the message when a user's encoder gives another
+    #: number of them
+    _encoder_outputs_meaning: ClassVar[str] = "the code, n_components values"
+
+    #: why this model cannot take users' networks ("" when it can)
+    _own_networks_unsupported: ClassVar[str] = ""
+
     def _build(self, input_shape: tuple[int, ...]) -> nn.Module:
         """Encoder, decoder and likelihood for rows of ``input_shape``."""
         n_features = math.prod(input_shape)
-        likelihood = get_likelihood(self.likelihood, n_features, self.likelihood_scale)
+        likelihood = self._make_likelihood(n_features)
         hidden = tuple(self.hidden_layer_sizes)
-        return nn.ModuleDict({
-            "encoder": build_encoder(input_shape, hidden, self._encoder_outputs,
-                                     self.activation, self.architecture),
-            "decoder": build_decoder(input_shape, hidden, self.n_components, likelihood.n_params,
-                                     self.activation, self.architecture),
-            "likelihood": likelihood,
-        })
+        n_out, n_params = self._encoder_outputs, likelihood.n_params
+        if self.encoder is None:
+            encoder = build_encoder(input_shape, hidden, n_out, self.activation,
+                                    self.architecture)
+        else:
+            encoder = build_user_network(
+                self.encoder, image_shape(input_shape) or (n_features,), n_out,
+                f"encoder: {self._encoder_outputs_meaning} ({n_out})")
+        if self.decoder is None:
+            decoder = build_decoder(input_shape, hidden, self.n_components, n_params,
+                                    self.activation, self.architecture)
+        else:
+            decoder = build_user_network(
+                self.decoder, (self.n_components,), n_features * n_params,
+                f"decoder: {n_features} features x {n_params} parameter(s) per feature of "
+                f"likelihood={self.likelihood!r}, feature-major")
+        return nn.ModuleDict({"encoder": encoder, "decoder": decoder, "likelihood": likelihood})
+
+    def _make_likelihood(self, n_features: int) -> nn.Module:
+        """The likelihood p(x|z), standardising the features as ``scale`` says, with the
+        training rows' moments when ``fit`` is building it."""
+        likelihood = get_likelihood(self.likelihood, n_features, self.likelihood_scale,
+                                    standardize=validation.standardizes(self.likelihood,
+                                                                        self.scale))
+        moments = self.__dict__.get("_fit_standardization")
+        if likelihood.standardizes and moments is not None:
+            likelihood.set_standardization(*moments)
+        return likelihood
+
+    def _standardize(self, x: Tensor) -> Tensor:
+        """The rows as the networks see them: standardised features when ``scale`` says so
+        (every model passes its input through this before an encoder or classifier)."""
+        return self.module_.likelihood.standardize(x)
 
     def _fit_targets(self, y: Any) -> tuple[dict[str, Any], Any]:
         """Unsupervised models ignore ``y``: no fitted attributes, no targets."""
@@ -331,6 +408,8 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     def _check_hyperparameters(self) -> None:
         """Checks of parameter combinations that ``_parameter_constraints`` cannot say."""
         validation.check_hidden_layer_sizes(self.hidden_layer_sizes)
+        validation.check_scale(self.likelihood, self.scale)
+        validation.check_networks(self)
 
     # ---------------------------------------------------------------- fitting
 
@@ -379,12 +458,19 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         try:
             data = streaming.resolve(X, budget)
             fingerprint = None
+            standardize = validation.standardizes(self.likelihood, self.scale)
             if isinstance(data, Source):
-                fingerprint = validation.validate_source(self, data, checkpoint_dir is not None)
+                moments = validation.FeatureMoments() if standardize else None
+                fingerprint = validation.validate_source(self, data, checkpoint_dir is not None,
+                                                         moments)
+                if standardize:
+                    self._fit_standardization = moments.standardization()
             else:
                 data = self._validate_X(data, reset=True)
                 self._check_support(data)
                 validation.check_binarize(self.binarize, data)
+                if standardize:
+                    self._fit_standardization = validation.feature_standardization(data)
             with input_checks():
                 fitted, targets = self._fit_targets(y)
             device = local_device(resolve_device(self.device))
@@ -400,6 +486,8 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         except BaseException:
             self._clear_fitted()
             raise
+        finally:
+            self.__dict__.pop("_fit_standardization", None)   # it lives in module_ now
         if self.history_.get("active_units", [None])[-1] == 0:
             warnings.warn(latent.collapse_message(self), ConvergenceWarning, stacklevel=2)
         return self

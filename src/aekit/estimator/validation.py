@@ -22,6 +22,7 @@ from aekit.data import streaming
 from aekit.data.sources import Source
 from aekit.distributions import LIKELIHOODS
 from aekit.exceptions import InputError, input_checks
+from aekit.nn import network_spec_problem
 
 
 def validate_rows(est: Any, X: Any, *, reset: bool) -> Any:
@@ -41,9 +42,11 @@ def validate_rows(est: Any, X: Any, *, reset: bool) -> Any:
         raise InputError(f"X has rows of shape {tuple(shape[1:])}, but "
                          f"{type(est).__name__} was fitted on rows of shape "
                          f"{tuple(est.input_shape_)}")
+    check_frame_columns(X)
     with input_checks():
         X = validate_data(est, X, reset=reset, dtype=np.float32, allow_nd=True,
-                          ensure_min_samples=2 if reset else 1)
+                          ensure_min_samples=2 if reset else 1, ensure_all_finite=False)
+    check_finite_columns(est, X)
     if X.ndim > 4:
         raise InputError(f"expected rows (n, D) or images (n, H, W) / (n, C, H, W); "
                          f"got an array of shape {X.shape}")
@@ -54,6 +57,42 @@ def validate_rows(est: Any, X: Any, *, reset: bool) -> Any:
                          f"{type(est).__name__} was fitted on rows of shape "
                          f"{tuple(est.input_shape_)}")
     return X.reshape(len(X), -1)
+
+
+def _numeric(dtype: Any) -> bool:
+    if hasattr(dtype, "is_numeric"):                         # polars
+        return bool(dtype.is_numeric()) or str(dtype) == "Boolean"
+    return getattr(dtype, "kind", "O") in "biuf"             # numpy, pandas
+
+
+def check_frame_columns(X: Any) -> None:
+    """Refuse a DataFrame (pandas, polars) with non-numeric columns, naming them."""
+    columns, dtypes = getattr(X, "columns", None), getattr(X, "dtypes", None)
+    if columns is None or dtypes is None or isinstance(X, np.ndarray):
+        return
+    bad = [f"{name!r} ({dtype})" for name, dtype in zip(list(columns), list(dtypes))
+           if not _numeric(dtype)]
+    if bad:
+        raise InputError(f"the DataFrame has non-numeric column(s) {', '.join(bad[:10])}; "
+                         "aekit's models take numeric features: encode them as numbers "
+                         "(e.g. sklearn's OneHotEncoder in a ColumnTransformer) or drop them")
+
+
+def check_finite_columns(est: Any, X: np.ndarray) -> None:
+    """Refuse missing (NaN) or infinite values, naming the columns that hold them."""
+    finite = np.isfinite(X)
+    if finite.all():
+        return
+    flat = finite.reshape(len(X), -1).all(0)
+    names = getattr(est, "feature_names_in_", None)
+    if names is None or len(names) != flat.size:
+        names = [str(i) for i in range(flat.size)]
+    bad = [str(names[j]) for j in np.flatnonzero(~flat)]
+    kind = ("missing (NaN)" if np.isnan(X).any()
+            else "infinite (or beyond float32's range of 3.4e38)")
+    raise InputError(f"X has {kind} values in {len(bad)} column(s): {', '.join(bad[:10])}"
+                     f"{' ...' if len(bad) > 10 else ''}; aekit's models need complete, finite "
+                     "rows: impute them (e.g. sklearn's SimpleImputer) or drop those rows")
 
 
 def check_support(likelihood: str, X: Any) -> None:
@@ -78,15 +117,92 @@ def check_hidden_layer_sizes(hidden_layer_sizes: Any) -> None:
                          f"for a single layer); got {hidden_layer_sizes!r}")
 
 
+SCALES = ("auto", "standard", "none")
+
+
+def standardizes(likelihood: str, scale: str) -> bool:
+    """Whether a model with these parameters standardises its features: ``scale="auto"``
+    does for the location-scale likelihoods (``gaussian``, ``gaussian_learned``,
+    ``laplace``) and not for those of a fixed range (``bernoulli``, ``categorical``, ...)."""
+    if scale == "auto":
+        return LIKELIHOODS.lookup(likelihood).location_scale
+    return scale == "standard"
+
+
+def check_scale(likelihood: str, scale: str) -> None:
+    if scale == "standard" and not LIKELIHOODS.lookup(likelihood).location_scale:
+        raise InputError(f"scale='standard' needs a likelihood over the real line "
+                         f"('gaussian', 'gaussian_learned', 'laplace'); likelihood="
+                         f"{likelihood!r} models values in a fixed range: use scale='none' "
+                         f"or 'auto'")
+
+
+class FeatureMoments:
+    """Per-feature mean and standard deviation accumulated over blocks of rows, in float64
+    (Chan et al.'s pairwise update, so one pass over streamed data is enough)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.mean: np.ndarray | None = None
+        self.m2: np.ndarray | None = None
+
+    def update(self, rows: np.ndarray) -> None:
+        rows = np.asarray(rows, dtype=np.float64).reshape(len(rows), -1)
+        if len(rows) == 0:
+            return
+        mean, m2 = rows.mean(0), ((rows - rows.mean(0)) ** 2).sum(0)
+        if self.mean is None:
+            self.n, self.mean, self.m2 = len(rows), mean, m2
+            return
+        n = self.n + len(rows)
+        delta = mean - self.mean
+        self.mean = self.mean + delta * (len(rows) / n)
+        self.m2 = self.m2 + m2 + delta ** 2 * (self.n * len(rows) / n)
+        self.n = n
+
+    def standardization(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(mean, std)``; a constant feature (std 0, or below float32's resolution of
+        its mean) gets std 1, so it is centred and never divided by zero."""
+        std = np.sqrt(self.m2 / self.n)
+        constant = (std == 0) | (std <= 1e-6 * np.abs(self.mean))
+        return self.mean, np.where(constant, 1.0, std)
+
+
+def feature_standardization(X: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and standard deviation of rows ``X`` ``(n, D)`` (see
+    :class:`FeatureMoments`), read in chunks so no float64 copy of ``X`` is made."""
+    moments = FeatureMoments()
+    for start in range(0, len(X), chunk):
+        moments.update(X[start:start + chunk])
+    return moments.standardization()
+
+
+def check_networks(est: Any) -> None:
+    """``encoder`` / ``decoder`` are values a model can build from (see
+    :func:`aekit.nn.build_user_network`), and the model takes users' networks."""
+    for role in ("encoder", "decoder"):
+        spec = getattr(est, role)
+        if spec is None:
+            continue
+        if est._own_networks_unsupported:
+            raise InputError(f"{type(est).__name__} cannot take your own {role}: "
+                             f"{est._own_networks_unsupported}")
+        problem = network_spec_problem(spec)
+        if problem is not None:
+            raise InputError(f"{role}: {problem}")
+
+
 def check_binarize(binarize: str, X: np.ndarray) -> None:
     if binarize == "dynamic" and X.size and (X.min() < 0 or X.max() > 1):
         raise InputError(f"binarize='dynamic' draws Bernoulli pixels from grey levels "
                          f"in [0, 1]; the data range over [{X.min():g}, {X.max():g}]")
 
 
-def validate_source(est: Any, source: Source, fingerprint: bool) -> str | None:
+def validate_source(est: Any, source: Source, fingerprint: bool,
+                    moments: FeatureMoments | None = None) -> str | None:
     """Check data to stream in one pass (finite, in the likelihood's support) and set
-    ``input_shape_`` / ``n_features_in_``. Returns the data's SHA-256 when asked."""
+    ``input_shape_`` / ``n_features_in_``; ``moments`` accumulate the features' mean and
+    standard deviation in the same pass. Returns the data's SHA-256 when asked."""
     name = type(est).__name__
     if not est.capabilities.streaming:
         raise InputError(f"{name} cannot train on streamed data: "
@@ -105,6 +221,8 @@ def validate_source(est: Any, source: Source, fingerprint: bool) -> str | None:
     def check(rows: np.ndarray) -> None:
         in_support(rows)
         check_binarize(est.binarize, rows)
+        if moments is not None:
+            moments.update(rows)
 
     digest = streaming.scan(source, check, fingerprint)
     if source.n_rows < 2:

@@ -4,7 +4,8 @@ Its loss is the negative log-likelihood of the chosen decoder distribution at th
 so ``likelihood="gaussian"`` trains with MSE (up to a constant and a factor 1/2) and
 ``likelihood="bernoulli"`` with binary cross-entropy (Hinton & Salakhutdinov, "Reducing
 the Dimensionality of Data with Neural Networks", Science 2006). With
-``activation="identity"`` it is a linear autoencoder, which spans the PCA subspace.
+``activation="identity"``, ``likelihood="gaussian"`` and ``scale="none"`` it is the linear
+autoencoder of the lecture, which spans the PCA subspace of the data as given.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ class AE(BaseAutoencoder):
         return module
 
     def _encode(self, x: Tensor) -> Tensor:
-        return self.module_.encoder(x)                       # (B, k)
+        return self.module_.encoder(self._standardize(x))   # (B, k)
 
     def _loss(self, x: Tensor, y: Tensor | None, ctx: FitContext) -> LossTerms:
         recon = -self._decode(self._encode(x)).log_prob(x)   # (B,)
@@ -95,8 +96,8 @@ class AE(BaseAutoencoder):
             raise DivergenceError(
                 f"{type(self).__name__}: the codes of the training rows are not finite, so "
                 "no code distribution (for sample) can be fitted; the data's scale "
-                "overflows the network in float32: standardise the features or scale them "
-                "to [0, 1]")
+                "overflows the network in float32: standardise the features (scale='auto' "
+                "does it for real-line likelihoods) or scale them to [0, 1]")
         cov = scatter / max(n - 1, 1)                                         # (k, k)
         jitter = 1e-6 * cov.diagonal().mean().clamp_min(1e-12)
         eye = torch.eye(k, device=cov.device, dtype=cov.dtype)

@@ -80,8 +80,11 @@ class ContractiveAE(AE):
 
         The encoder treats rows independently, so the Jacobian of one row, vmapped over
         the batch, is each row's own ``(k, D)`` Jacobian; it stays differentiable with
-        respect to the weights.
+        respect to the weights. It is taken with respect to what the encoder sees (the
+        standardised features when the model standardises), so the penalty does not
+        depend on the units of the data.
         """
+        x = self._standardize(x)
         jacobian = jacrev if self.n_components <= x.shape[-1] else jacfwd
         J = vmap(jacobian(self.module_.encoder))(x)                        # (B, k, D)
         return J.float().pow(2).sum((-2, -1))                              # (B,)

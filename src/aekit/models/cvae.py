@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution, kl_divergence
 
 from aekit._registry import register
-from aekit.distributions import diagonal_normal, get_likelihood, log_mean_exp
+from aekit.distributions import diagonal_normal, log_mean_exp
 from aekit.exceptions import InputError
 from aekit.models.vae import LOG_VAR_RANGE, VAE
 from aekit.nn import mlp
@@ -84,6 +84,10 @@ class ConditionalVAE(VAE):
     def _condition_width(self) -> int:
         raise NotImplementedError
 
+    _own_networks_unsupported = ("its networks take the condition joined to their input "
+                                 "(their first layer is split between the row and the "
+                                 "condition); use VAE with your own networks")
+
     def _check_hyperparameters(self) -> None:
         super()._check_hyperparameters()
         if self.architecture == "conv":
@@ -98,7 +102,7 @@ class ConditionalVAE(VAE):
 
     def _build(self, input_shape: tuple[int, ...]) -> nn.Module:
         n_features, c, k = math.prod(input_shape), self._condition_width(), self.n_components
-        likelihood = get_likelihood(self.likelihood, n_features, self.likelihood_scale)
+        likelihood = self._make_likelihood(n_features)
         hidden = list(self.hidden_layer_sizes)
         module = nn.ModuleDict({
             "encoder": mlp([n_features + c, *hidden, 2 * k], self.activation),
@@ -111,7 +115,7 @@ class ConditionalVAE(VAE):
         return module
 
     def _posterior(self, x: Tensor, c: Tensor) -> Distribution:
-        out = joined_mlp(self.module_.encoder, x, c).float()                # (*L, 2k)
+        out = joined_mlp(self.module_.encoder, self._standardize(x), c).float()  # (*L, 2k)
         loc, log_var = out.chunk(2, dim=-1)                                 # (*L, k) each
         return diagonal_normal(loc, log_var.clamp(*LOG_VAR_RANGE))
 

@@ -152,7 +152,7 @@ class M2(ClassifierMixin, ConditionalVAE):
         return module
 
     def _q_y(self, x: Tensor) -> Distribution:
-        return Categorical(logits=self.module_.classifier(x).float())      # (B,) over C
+        return Categorical(logits=self.module_.classifier(self._standardize(x)).float())
 
     # -------------------------------------------------------------- training
 

@@ -93,7 +93,7 @@ class SparseAE(AE):
         self.sparsity_weight = sparsity_weight
 
     def _encode(self, x: Tensor) -> Tensor:
-        z = self.module_.encoder(x)                                       # (B, k)
+        z = self.module_.encoder(self._standardize(x))                    # (B, k)
         return torch.sigmoid(z) if self.sparsity == "kl" else z
 
     def _penalty(self, z: Tensor) -> Tensor:

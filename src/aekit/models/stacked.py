@@ -19,7 +19,6 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from torch import Tensor, nn
 
 from aekit._registry import register
-from aekit.distributions import get_likelihood
 from aekit.exceptions import InputError
 from aekit.models.ae import AE
 from aekit.nn import ACTIVATIONS
@@ -50,7 +49,7 @@ class _LayerAE(AE):
 
     def _build(self, input_shape: tuple[int, ...]) -> nn.Module:
         n_in = math.prod(input_shape)
-        likelihood = get_likelihood(self.likelihood, n_in, self.likelihood_scale)
+        likelihood = self._make_likelihood(n_in)
         module = nn.ModuleDict({
             "encoder": nn.Sequential(nn.Linear(n_in, self.n_components),
                                      ACTIVATIONS[self.encoder_activation]()),
@@ -131,6 +130,8 @@ class StackedAE(AE):
         return super()._build((math.prod(input_shape),))
 
     capabilities = AE.capabilities.but(streaming=False)
+    _own_networks_unsupported = ("greedy pretraining builds its dense layers one at a time; "
+                                 "use AE with your own networks")
     _streaming_unsupported = "greedy layer-wise pretraining holds every layer's codes in memory"
 
     def _pretrain(self, x: Tensor, y: Tensor | None, ctx: FitContext) -> None:
@@ -151,6 +152,8 @@ class StackedAE(AE):
                 decoder_activation="identity" if first else self.activation,
                 likelihood=self.likelihood if first else "gaussian",
                 likelihood_scale=self.likelihood_scale if first else 1.0,
+                # the first layer standardises as the deep network does; codes go as they are
+                scale=self.scale if first else "none",
                 max_iter=self.pretrain_max_iter, batch_size=self.batch_size,
                 learning_rate=self.learning_rate, tol=self.tol,
                 n_iter_no_change=self.n_iter_no_change, verbose=self.verbose,

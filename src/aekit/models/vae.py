@@ -77,6 +77,9 @@ class VAE(BaseAutoencoder):
     def _encoder_outputs(self) -> int:
         return 2 * self.n_components
 
+    _encoder_outputs_meaning = ("the mean and log-variance of q(z|x), 2 x n_components "
+                                "values")
+
     def _build(self, input_shape: tuple[int, ...]) -> nn.Module:
         module = super()._build(input_shape)
         module.register_buffer("prior_loc", torch.zeros(self.n_components))
@@ -84,7 +87,7 @@ class VAE(BaseAutoencoder):
         return module
 
     def _posterior(self, x: Tensor) -> Distribution:
-        loc, log_var = self.module_.encoder(x).float().chunk(2, dim=-1)    # (B, k) each
+        loc, log_var = self.module_.encoder(self._standardize(x)).float().chunk(2, dim=-1)
         return diagonal_normal(loc, log_var.clamp(*LOG_VAR_RANGE))
 
     def _prior(self) -> Distribution:

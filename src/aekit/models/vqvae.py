@@ -151,8 +151,12 @@ class VQVAE(BaseAutoencoder):
                         compute_mode="donot_use_mm_for_euclid_dist")          # (B, C)
         return d.argmin(-1)                                                   # (B,)
 
+    def _encoder_out(self, x: Tensor) -> Tensor:
+        """The continuous encoder output z_e(x) before quantisation, ``(B, k)``."""
+        return self.module_.encoder(self._standardize(x))
+
     def _encode(self, x: Tensor) -> Tensor:
-        return self.module_.codebook[self._quantise(self.module_.encoder(x))]  # (B, k)
+        return self.module_.codebook[self._quantise(self._encoder_out(x))]    # (B, k)
 
     @torch.no_grad()
     def _pretrain(self, x: Tensor, y: Tensor | None, ctx: FitContext) -> None:
@@ -161,7 +165,7 @@ class VQVAE(BaseAutoencoder):
         # a permutation, tiled when there are more codes than rows: no repeats until then
         perm = torch.randperm(len(x), generator=g, device=g.device)
         rows = perm[torch.arange(self.codebook_size, device=perm.device) % len(x)]  # (C,)
-        m.codebook.copy_(m.encoder(x[rows]).float())                          # (C, k)
+        m.codebook.copy_(self._encoder_out(x[rows]).float())                 # (C, k)
         m.ema_sum.copy_(m.codebook)
         m.ema_count.fill_(1.0)
 
@@ -211,7 +215,7 @@ class VQVAE(BaseAutoencoder):
             m.codebook.copy_(torch.where(finite, codebook, m.codebook))
 
     def _loss(self, x: Tensor, y: Tensor | None, ctx: FitContext) -> LossTerms:
-        z_e = self.module_.encoder(x).float()                                 # (B, k)
+        z_e = self._encoder_out(x).float()                                   # (B, k)
         codes = self._quantise(z_e)                                           # (B,)
         z_q = self.module_.codebook[codes]                                    # (B, k) copy
         z = z_e + (z_q - z_e).detach()            # straight-through: value z_q, gradient to z_e
@@ -234,7 +238,7 @@ class VQVAE(BaseAutoencoder):
         """How many rows of ``x`` use each code: ``(C,)``."""
         counts = torch.zeros(self.codebook_size, device=x.device)
         for start in range(0, len(x), 4096):
-            codes = self._quantise(self.module_.encoder(x[start:start + 4096]))
+            codes = self._quantise(self._encoder_out(x[start:start + 4096]))
             counts += torch.bincount(codes, minlength=self.codebook_size)
         return counts
 
@@ -278,7 +282,7 @@ class VQVAE(BaseAutoencoder):
         return torch.logsumexp(self._log_joint(x), dim=1)                     # (B,)
 
     def _elbo(self, x: Tensor, eps: Tensor) -> Tensor:
-        codes = self._quantise(self.module_.encoder(x))                       # (B,)
+        codes = self._quantise(self._encoder_out(x))                         # (B,)
         return self._log_joint(x).gather(1, codes[:, None]).squeeze(1)        # (B,)
 
     def predict_codes(self, X: Any) -> np.ndarray:
@@ -286,5 +290,5 @@ class VQVAE(BaseAutoencoder):
         ``[0, codebook_size)``; ``transform(X)`` is ``module_.codebook[predict_codes(X)]``."""
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
-        codes = self._map_rows(X, lambda x: self._quantise(self.module_.encoder(x)))
+        codes = self._map_rows(X, lambda x: self._quantise(self._encoder_out(x)))
         return codes.astype(np.int64)
