@@ -301,3 +301,49 @@ def test_clone_copies_a_users_module(raw_digits):
     assert clone(vae).encoder is not enc
     vae.fit(raw_digits[0])
     assert vae.module_.encoder.net is not enc
+
+
+# ------------------------------------------------------------------ images of any size
+
+def photo_patches(side: int, n: int = 120) -> np.ndarray:
+    """``n`` RGB patches ``(n, 3, side, side)`` in [0, 1] cut from the two photographs
+    scikit-learn ships (needs Pillow); random RGB images where it is missing."""
+    try:
+        from sklearn.datasets import load_sample_images
+        photos = load_sample_images().images                  # two (427, 640, 3) uint8
+    except ImportError:
+        return np.random.default_rng(0).uniform(size=(n, 3, side, side)).astype(np.float32)
+    rng = np.random.default_rng(0)
+    patches = []
+    for i in range(n):
+        photo = photos[i % 2]
+        top = rng.integers(0, photo.shape[0] - side)
+        left = rng.integers(0, photo.shape[1] - side)
+        patches.append(photo[top:top + side, left:left + side].transpose(2, 0, 1))
+    return (np.stack(patches) / 255.0).astype(np.float32)
+
+
+@pytest.mark.parametrize("shape, stages", [((28, 28), 2), ((3, 32, 32), 2), ((3, 64, 64), 3),
+                                           ((3, 40, 72), 3)])
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")   # 1 epoch
+def test_conv_networks_size_their_depth_from_the_resolution(shape, stages):
+    if len(shape) == 3 and shape[1] == shape[2]:
+        X = photo_patches(shape[1], n=64)                   # real RGB photographs
+    else:
+        X = np.random.default_rng(0).uniform(size=(64, *shape)).astype(np.float32)
+    vae = aekit.VAE(n_components=4, likelihood="bernoulli", batch_size=32, max_iter=1,
+                    random_state=0).fit(X)
+    convs = [m for m in vae.module_.encoder.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == stages and convs[0].in_channels == (shape[0] if len(shape) == 3 else 1)
+    assert vae.sample(2, random_state=0).shape == (2, *shape)
+    assert vae.reconstruct(X[:3]).shape == (3, *shape)
+
+
+def test_the_default_vae_learns_real_rgb_patches():
+    X = photo_patches(32, n=256)
+    vae = aekit.VAE(n_components=8, max_iter=15, random_state=0).fit(X)
+    assert vae.history_["active_units"][-1] >= 2
+    before, after = vae.history_["loss"][0], vae.history_["loss"][-1]
+    assert after < before
+    error = np.mean((vae.reconstruct(X) - X) ** 2)
+    assert error < np.var(X)              # better than the mean image

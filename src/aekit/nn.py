@@ -67,11 +67,27 @@ def resolve_architecture(architecture: str, input_shape: Sequence[int]) -> str:
     return architecture
 
 
-class ConvEncoder(nn.Module):
-    """Two stride-2 3x3 convolutions (32, 64 channels), then an MLP head.
+#: channels of the conv networks' stride-2 stages, in order
+CONV_CHANNELS = (32, 64, 128, 256, 256, 256)
 
-    Spatial size goes H -> ceil(H/2) -> ceil(H/4), so any H, W >= 1 works.
-    """
+
+def conv_stages(h: int, w: int) -> int:
+    """Stride-2 stages for ``h x w`` images: 2 up to 32 pixels on the shorter side (28x28
+    grey, 32x32 RGB end at 7x7 / 8x8), one more for each doubling above (64x64 -> 8x8,
+    128x128 -> 8x8), so the dense layer after them stays small at any resolution."""
+    side = min(h, w)
+    return 2 + max(0, math.ceil(math.log2(side / 32))) if side > 32 else 2
+
+
+def _halved(n: int, times: int) -> int:
+    for _ in range(times):
+        n = math.ceil(n / 2)
+    return n
+
+
+class ConvEncoder(nn.Module):
+    """Stride-2 3x3 convolutions (32, 64, 128, ... channels; :func:`conv_stages` of them),
+    then an MLP head. Each stage maps a side n to ceil(n / 2), so any H, W >= 1 works."""
 
     def __init__(self, shape: tuple[int, int, int], hidden: Sequence[int], n_out: int,
                  activation: str) -> None:
@@ -79,12 +95,13 @@ class ConvEncoder(nn.Module):
         c, h, w = shape
         self.shape = shape
         act = ACTIVATIONS[activation]
-        self.features = nn.Sequential(
-            nn.Conv2d(c, 32, 3, stride=2, padding=1), act(),
-            nn.Conv2d(32, 64, 3, stride=2, padding=1), act(),
-            nn.Flatten(),
-        )
-        n_flat = 64 * math.ceil(math.ceil(h / 2) / 2) * math.ceil(math.ceil(w / 2) / 2)
+        stages = conv_stages(h, w)
+        channels = [c, *CONV_CHANNELS[:stages]]
+        layers: list[nn.Module] = []
+        for c_in, c_out in zip(channels[:-1], channels[1:]):
+            layers += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), act()]
+        self.features = nn.Sequential(*layers, nn.Flatten())
+        n_flat = channels[-1] * _halved(h, stages) * _halved(w, stages)
         self.head = mlp([n_flat, *hidden, n_out], activation)
         self.head_activation = act()
 
@@ -96,7 +113,7 @@ class ConvEncoder(nn.Module):
 
 
 class ConvDecoder(nn.Module):
-    """The mirror of :class:`ConvEncoder`: MLP, then two stride-2 transposed convolutions;
+    """The mirror of :class:`ConvEncoder`: MLP, then stride-2 transposed convolutions;
     the output is cropped to (H, W) and flattened feature-major to ``(B, D * P)``."""
 
     def __init__(self, shape: tuple[int, int, int], hidden: Sequence[int], n_components: int,
@@ -104,19 +121,22 @@ class ConvDecoder(nn.Module):
         super().__init__()
         c, h, w = shape
         self.shape, self.n_params = shape, n_params
-        self.grid = (math.ceil(h / 4), math.ceil(w / 4))
+        stages = conv_stages(h, w)
+        self.grid = (_halved(h, stages), _halved(w, stages))
+        channels = [*CONV_CHANNELS[:stages][::-1], c * n_params]   # e.g. 64, 32, C*P
+        self.channels = channels[0]
         act = ACTIVATIONS[activation]
-        self.head = mlp([n_components, *hidden, 64 * self.grid[0] * self.grid[1]], activation)
-        self.upsample = nn.Sequential(
-            act(),
-            nn.ConvTranspose2d(64, 32, 4, stride=2, padding=1), act(),
-            nn.ConvTranspose2d(32, c * n_params, 4, stride=2, padding=1),
-        )
+        self.head = mlp([n_components, *hidden, channels[0] * self.grid[0] * self.grid[1]],
+                        activation)
+        layers: list[nn.Module] = []
+        for c_in, c_out in zip(channels[:-1], channels[1:]):
+            layers += [act(), nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1)]
+        self.upsample = nn.Sequential(*layers)
 
     def forward(self, z: Tensor) -> Tensor:
         c, h, w = self.shape
         lead = z.shape[:-1]                            # (B,) or (K, B)
-        y = self.head(z).reshape(-1, 64, *self.grid)   # (B, 64, h/4, w/4)
+        y = self.head(z).reshape(-1, self.channels, *self.grid)   # (B, C0, h/2^s, w/2^s)
         y = self.upsample(y)[:, :, :h, :w]             # (B, C * P, H, W)
         y = y.unflatten(1, (c, self.n_params))         # (B, C, P, H, W)
         y = y.permute(0, 1, 3, 4, 2).flatten(1)        # (B, C*H*W*P), feature-major
