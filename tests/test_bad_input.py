@@ -32,7 +32,7 @@ OVERFLOW = pytest.mark.filterwarnings("ignore:overflow encountered in cast:Runti
 #: (id, X, likelihood, error, message fragment[, marks])
 BAD_FIT = [
     ("nan", with_value(np.nan), "gaussian", ValueError,
-     r"missing \(NaN\) values in 1 column\(s\): 2; .*SimpleImputer"),
+     r"missing \(NaN\) values in 1 column\(s\): 2 \(rows 3\); .*SimpleImputer"),
     ("inf", with_value(np.inf), "gaussian", ValueError, r"infinite .* in 1 column\(s\): 2"),
     ("minus-inf", with_value(-np.inf), "gaussian", ValueError, "infinite"),
     ("overflow-float32", with_value(1e39), "gaussian", ValueError,

@@ -87,7 +87,7 @@ def test_empty_cells_are_missing_values_named_by_the_model(tmp_path):
     path.write_text("a,b,c\n1,2,3\n4,,6\n7,8,9\n")
     table = datasets.read_csv_table(path)
     assert np.isnan(table.X[1, 1])
-    with pytest.raises(InputError, match=r"missing \(NaN\) values in 1 column\(s\): 1"):
+    with pytest.raises(InputError, match=r"missing \(NaN\) values in 1 column\(s\): 1 \(rows 1\)"):
         aekit.VAE(**SMALL).fit(table.X)
 
 

@@ -88,11 +88,14 @@ def check_finite_columns(est: Any, X: np.ndarray) -> None:
     if names is None or len(names) != flat.size:
         names = [str(i) for i in range(flat.size)]
     bad = [str(names[j]) for j in np.flatnonzero(~flat)]
+    rows = np.flatnonzero(~finite.reshape(len(X), -1).all(1))
     kind = ("missing (NaN)" if np.isnan(X).any()
             else "infinite (or beyond float32's range of 3.4e38)")
     raise InputError(f"X has {kind} values in {len(bad)} column(s): {', '.join(bad[:10])}"
-                     f"{' ...' if len(bad) > 10 else ''}; aekit's models need complete, finite "
-                     "rows: impute them (e.g. sklearn's SimpleImputer) or drop those rows")
+                     f"{' ...' if len(bad) > 10 else ''} (rows "
+                     f"{', '.join(map(str, rows[:10]))}{' ...' if len(rows) > 10 else ''}); "
+                     "aekit's models need complete, finite rows: impute them (e.g. sklearn's "
+                     "SimpleImputer) or drop those rows")
 
 
 def check_support(likelihood: str, X: Any) -> None:
