@@ -43,6 +43,9 @@ from aekit.exceptions import InputError
 
 LIKELIHOODS: Registry[type] = Registry("likelihood")
 
+#: the column kinds of a mixed table (see :class:`MixedLikelihood`)
+KINDS = ("numeric", "binary", "categorical")
+
 
 def log_mean_exp(log_w: Tensor, dim: int = 0) -> Tensor:
     """``log(mean(exp(log_w)))`` along ``dim``, computed stably in float32 or wider.
@@ -291,8 +294,177 @@ class _QuantisedCategorical(Categorical):
         return super().log_prob((value * 255.0).round().long())
 
 
+@LIKELIHOODS.register("mixed")
+class MixedLikelihood(Likelihood):
+    """A table of numeric, binary and categorical columns: each column its own p(x_j | z),
+    independent given z, and log p(x | z) their sum (Nazabal et al., "Handling incomplete
+    heterogeneous data using VAEs", 2020, arXiv:1807.03653).
+
+    - numeric: Normal with a learned sigma per column, on the standardised column (with
+      ``scale="auto"``) mapped back to the data's units, as ``gaussian_learned``;
+    - binary (0 / 1): Bernoulli(logit);
+    - categorical with L levels (codes 0..L-1): Categorical over the L logits.
+
+    ``log_prob`` is a log-density with respect to Lebesgue measure on the numeric columns
+    and counting measure on the others. A missing cell (NaN) is marginalised out: the
+    columns are independent given z, so the observed cells' terms are the likelihood of
+    the observed part, and training on them maximises the likelihood of what was observed
+    (as in HI-VAE and MIWAE). The encoder sees each numeric column standardised, binary
+    columns as 0 / 1, categorical ones one-hot, missing cells as 0 and one missingness
+    indicator per column (:meth:`standardize`).
+
+    ``columns``: a list of ``{"name", "kind", "levels"}`` (see :mod:`aekit.data.tables`);
+    None means every column numeric.
+    """
+
+    location_scale = True      # standardises its numeric columns with scale="auto"
+    min_log_scale = LearnedGaussianLikelihood.min_log_scale
+    max_log_scale = LearnedGaussianLikelihood.max_log_scale
+
+    def __init__(self, n_features: int, scale: float = 1.0, standardize: bool = False,
+                 columns: list[dict] | None = None) -> None:
+        super().__init__(n_features, scale, standardize)
+        columns = columns or [{"name": f"x{j}", "kind": "numeric", "levels": []}
+                              for j in range(n_features)]
+        if len(columns) != n_features:
+            raise InputError(f"likelihood='mixed' has {len(columns)} column kinds for "
+                             f"{n_features} features")
+        for c in columns:
+            if (not isinstance(c, dict) or c.get("kind") not in KINDS
+                    or not isinstance(c.get("levels", []), list)):
+                raise ValueError(f"a mixed table's column must be {{'name', 'kind' (one of "
+                                 f"{', '.join(KINDS)}), 'levels'}}; got {c!r:.80}")
+        kinds = [c["kind"] for c in columns]
+        levels = [len(c["levels"]) if c["kind"] == "categorical" else 0 for c in columns]
+        self.columns = [dict(c) for c in columns]
+        # column indices are plain data, not buffers: a network built on the meta device
+        # (aekit.load) keeps them, and they are made into tensors where they are used
+        self._index = {kind: [j for j, k in enumerate(kinds) if k == kind] for kind in KINDS}
+        n_num, n_bin = len(self._index["numeric"]), len(self._index["binary"])
+        cat_levels = [n for n in levels if n]
+        self.max_levels = max(cat_levels, default=0)
+        # decoder outputs: numeric means, binary logits, then each categorical's logits
+        starts = np.cumsum([0, *cat_levels])[:-1] + n_num + n_bin
+        self._gather = np.zeros((len(cat_levels), self.max_levels), dtype=np.int64)
+        self._valid = np.zeros((len(cat_levels), self.max_levels), dtype=bool)
+        for c, (start, n) in enumerate(zip(starts, cat_levels)):
+            self._gather[c, :n] = np.arange(start, start + n)
+            self._valid[c, :n] = True
+        self._tensors: dict = {}
+        self.n_outputs = n_num + n_bin + sum(cat_levels)
+        self.n_inputs = n_num + n_bin + sum(cat_levels) + n_features
+        self.n_params = max(1, math.ceil(self.n_outputs / n_features))   # for memory sizing
+        self.log_scale = nn.Parameter(torch.full((n_num,), math.log(scale)))
+
+    def index(self, name: str, device: torch.device) -> Tensor:
+        """The columns of a kind ("numeric", "binary", "categorical") as a long tensor, or
+        the categorical logits' positions ("gather") and which are levels ("valid")."""
+        key = (name, str(device))
+        if key not in self._tensors:
+            value = {"gather": self._gather, "valid": self._valid}.get(name)
+            value = self._index[name] if value is None else value
+            dtype = torch.bool if name == "valid" else torch.long
+            self._tensors[key] = torch.as_tensor(np.asarray(value), dtype=dtype, device=device)
+        return self._tensors[key]
+
+    def standardize(self, x: Tensor) -> Tensor:
+        """The encoder's input ``(..., n_inputs)``: standardised numbers, 0 / 1, one-hot
+        levels, each missing cell 0, then a missingness indicator per column."""
+        missing = torch.isnan(x)
+        numeric = self.index("numeric", x.device)
+        num = x[..., numeric]
+        if self.standardizes:
+            num = (num - self.data_loc[numeric]) / self.data_scale[numeric]
+        parts = [num, x[..., self.index("binary", x.device)]]
+        if self.max_levels:
+            codes = x[..., self.index("categorical", x.device)].unsqueeze(-1)  # (..., C, 1)
+            levels = torch.arange(self.max_levels, device=x.device, dtype=x.dtype)
+            valid = self.index("valid", x.device)
+            one_hot = (codes == levels) & valid                              # (..., C, L)
+            parts.append(one_hot[..., valid].to(x.dtype))                    # (..., sum L)
+        parts.append(missing.to(x.dtype))
+        return torch.nan_to_num(torch.cat(parts, dim=-1), nan=0.0)
+
+    def forward(self, params: Tensor) -> Distribution:
+        return MixedTable(self, params.float())
+
+    def mean(self, p_x: Distribution) -> Tensor:
+        return p_x.mean
+
+
+class MixedTable(Distribution):
+    """p(x | z) of :class:`MixedLikelihood` for decoder outputs ``(..., n_outputs)``: event
+    shape ``(D,)``; ``log_prob`` sums the observed cells' log-probabilities (NaN = missing);
+    ``mean`` is the numeric means, the binary probabilities and the most probable level's
+    code of each categorical column."""
+
+    arg_constraints: dict = {}
+
+    def __init__(self, lik: MixedLikelihood, params: Tensor) -> None:
+        self.lik, device = lik, params.device
+        self.columns = {k: lik.index(k, device) for k in KINDS}
+        n_num, n_bin = len(self.columns["numeric"]), len(self.columns["binary"])
+        loc = params[..., :n_num]
+        sigma = lik.log_scale.clamp(lik.min_log_scale, lik.max_log_scale).exp()
+        if lik.standardizes:
+            numeric = self.columns["numeric"]
+            loc = lik.data_loc[numeric] + lik.data_scale[numeric] * loc
+            sigma = lik.data_scale[numeric] * sigma
+        self.numeric = Normal(loc, sigma, validate_args=False)
+        self.binary = Bernoulli(logits=params[..., n_num:n_num + n_bin], validate_args=False)
+        if lik.max_levels:
+            logits = params[..., lik.index("gather", device)]                # (..., C, L)
+            valid = lik.index("valid", device)
+            self.cat_logp = logits.masked_fill(~valid, -math.inf).log_softmax(-1)
+        else:
+            self.cat_logp = None
+        super().__init__(batch_shape=params.shape[:-1], event_shape=(lik.n_features,),
+                         validate_args=False)
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        cols = self.columns
+        total = 0.0
+        for idx, dist in ((cols["numeric"], self.numeric), (cols["binary"], self.binary)):
+            if len(idx):
+                v = x[..., idx]
+                seen = ~torch.isnan(v)
+                lp = dist.log_prob(torch.where(seen, v, torch.zeros_like(v)))
+                total = total + torch.where(seen, lp, torch.zeros_like(lp)).sum(-1)
+        if self.cat_logp is not None:
+            v = x[..., cols["categorical"]]                                 # (..., C)
+            seen = ~torch.isnan(v)
+            codes = torch.where(seen, v, torch.zeros_like(v)).long()
+            codes, logp = torch.broadcast_tensors(codes.unsqueeze(-1), self.cat_logp)
+            lp = logp.gather(-1, codes[..., :1]).squeeze(-1)
+            total = total + torch.where(seen, lp, torch.zeros_like(lp)).sum(-1)
+        return total
+
+    @property
+    def mean(self) -> Tensor:
+        cols = self.columns
+        out = torch.empty((*self.batch_shape, self.lik.n_features),
+                          device=self.lik.log_scale.device)
+        out[..., cols["numeric"]] = self.numeric.mean
+        out[..., cols["binary"]] = self.binary.probs
+        if self.cat_logp is not None:
+            out[..., cols["categorical"]] = self.cat_logp.argmax(-1).to(out.dtype)
+        return out
+
+    def sample(self, sample_shape: tuple[int, ...] = ()) -> Tensor:
+        sample_shape = torch.Size(sample_shape)
+        cols = self.columns
+        out = torch.empty((*sample_shape, *self.batch_shape, self.lik.n_features),
+                          device=self.lik.log_scale.device)
+        out[..., cols["numeric"]] = self.numeric.sample(sample_shape)
+        out[..., cols["binary"]] = self.binary.sample(sample_shape)
+        if self.cat_logp is not None:
+            draws = Categorical(logits=self.cat_logp, validate_args=False).sample(sample_shape)
+            out[..., cols["categorical"]] = draws.to(out.dtype)
+        return out
+
+
 def get_likelihood(name: str, n_features: int, scale: float = 1.0,
-                   standardize: bool = False) -> Likelihood:
+                   standardize: bool = False, columns: list[dict] | None = None) -> Likelihood:
     """Build the likelihood ``name`` for ``n_features`` features; ``standardize`` (location-
     scale likelihoods only) makes it model standardised features while scoring data as given.
 
@@ -304,7 +476,9 @@ def get_likelihood(name: str, n_features: int, scale: float = 1.0,
     >>> p_x.log_prob(torch.ones(2, 3)).shape  # summed over the 3 features
     torch.Size([2])
     """
-    return LIKELIHOODS.get(name, n_features=n_features, scale=scale, standardize=standardize)
+    extra = {} if columns is None else {"columns": columns}
+    return LIKELIHOODS.get(name, n_features=n_features, scale=scale, standardize=standardize,
+                           **extra)
 
 
 def list_likelihoods() -> list[str]:

@@ -247,7 +247,9 @@ def _estimator_from(cls: type, meta: dict[str, Any], path: str | os.PathLike,
         for attr in _fitted_attributes(cls)[len(FITTED_ATTRIBUTES):]:   # they may size networks
             if attr in fitted:
                 value = fitted[attr]
-                setattr(est, attr, np.asarray(value) if isinstance(value, list) else value)
+                as_array = isinstance(value, list) and not any(isinstance(v, dict)
+                                                               for v in value)
+                setattr(est, attr, np.asarray(value) if as_array else value)
     except (TypeError, KeyError, ValueError, OverflowError, RecursionError) as exc:
         # ValueError includes scikit-learn's InvalidParameterError and aekit's InputError
         message = str(exc) if isinstance(exc, (ValueError, TypeError)) else repr(exc)

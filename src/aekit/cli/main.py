@@ -39,6 +39,7 @@ from aekit.cli.support import (
     write_npy,
     write_output,
     write_scores_csv,
+    write_table_csv,
 )
 from aekit.data import datasets, streaming
 from aekit.data.streaming import head
@@ -98,7 +99,7 @@ def cmd_fit(args: argparse.Namespace) -> None:
     # checkpoint is refused before the data are read; torchrun's rank 0 holds the lock
     rank0 = int(os.environ.get("RANK", "0")) == 0
     with claim(args.checkpoint_dir, resume=args.resume, overwrite=args.overwrite, main=rank0):
-        X, y, names = read_data(args)
+        X, y, names = read_data(args, allow_text=model.likelihood == "mixed")
         start = time.perf_counter()
         model.fit(X, y, checkpoint_dir=args.checkpoint_dir,
                   checkpoint_every=args.checkpoint_every, resume=args.resume,
@@ -106,6 +107,8 @@ def cmd_fit(args: argparse.Namespace) -> None:
 
     if names is not None:           # a table's header: kept in the model file, for outputs
         model.feature_names_in_ = np.asarray(names, dtype=object)
+        for column, name in zip(getattr(model, "columns_", []), names):
+            column["name"] = name
     if not is_main_process():       # under torchrun only rank 0 writes and reports
         return
     model.save(args.output)
@@ -165,7 +168,7 @@ def cmd_transform(args: argparse.Namespace) -> None:
 
     check_output(args.output, (".npy", ".parquet", ".csv"), inputs=(args.data, args.model_file))
     model = aekit.load(args.model_file)
-    X, _, _ = read_data(args)
+    X, _, _ = read_data(args, allow_text=is_mixed(model))
     write_output(args.output, model.transform, X, column_prefix="z")
 
 
@@ -177,7 +180,11 @@ def cmd_sample(args: argparse.Namespace) -> None:
     model = aekit.load(args.model_file)
     check_samples(model, args.n_samples, args.seed)
     samples = model.sample(args.n_samples, random_state=args.seed)
-    if args.output.endswith(".npy"):
+    if is_mixed(model):
+        if not args.output.endswith(".csv"):
+            raise InputError("samples of a mixed table (text and numbers) are written to .csv")
+        write_table_csv(args.output, samples, [c["name"] for c in model.columns_])
+    elif args.output.endswith(".npy"):
         write_npy(args.output, samples)       # in the model's row shape (images stay images)
     else:
         names = getattr(model, "feature_names_in_", None)
@@ -197,7 +204,7 @@ def cmd_score(args: argparse.Namespace) -> None:
     if args.output:
         check_output(args.output, (".npy", ".parquet", ".csv"),
                      inputs=(args.data, args.model_file))
-    X, _, _ = read_data(args)
+    X, _, _ = read_data(args, allow_text=is_mixed(model))
     ll = distributed.map_sharded(model.score_samples, X)
     if args.output and distributed.is_main_process():
         streaming.write_rows(args.output, iter([ll[:, None]]), len(ll), column_prefix="log_p")
@@ -233,12 +240,31 @@ def cmd_score(args: argparse.Namespace) -> None:
                   "not a density of x)")
 
 
-def read_data(args: argparse.Namespace) -> tuple[Any, np.ndarray | None, list[str] | None]:
+def read_data(args: argparse.Namespace, allow_text: bool = False
+              ) -> tuple[Any, np.ndarray | None, list[str] | None]:
     """The rows, labels and feature names that ``--data`` (with ``--columns`` and
-    ``--label-column``) names."""
+    ``--label-column``) names; ``allow_text`` keeps a CSV's text columns (mixed tables)."""
     return load_data(args.data, args.split, args.memory_budget,
                      columns=getattr(args, "columns", None),
-                     label_column=getattr(args, "label_column", None))
+                     label_column=getattr(args, "label_column", None), allow_text=allow_text)
+
+
+def is_mixed(model: Any) -> bool:
+    return getattr(model, "likelihood", None) == "mixed"
+
+
+def cmd_impute(args: argparse.Namespace) -> None:
+
+    check_output(args.output, ".csv", inputs=(args.data, args.model_file))
+    model = aekit.load(args.model_file)
+    X, _, names = read_data(args, allow_text=is_mixed(model))
+    in_memory(X, "impute")
+    filled = model.impute(X)
+    write_table_csv(args.output, filled, names or [c["name"] for c in model.columns_])
+    if not args.quiet:
+        holes = sum(1 for v in np.asarray(X, dtype=object).ravel()
+                    if v is None or (isinstance(v, float) and v != v))
+        print(f"filled {holes} missing cells of {count_rows(X)} rows; wrote {args.output}")
 
 
 def _test_split(data: str) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -403,6 +429,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True,
                    help=".npy, .csv or .parquet file to write (columns z0, z1, ...)")
     p.set_defaults(func=cmd_transform)
+
+    p = sub.add_parser("impute", help="fill the missing cells of a table (likelihood=mixed)")
+    p.add_argument("model_file")
+    data_args(p)
+    p.add_argument("-o", "--output", required=True, help=".csv file to write")
+    p.add_argument("-q", "--quiet", action="store_true", help="no summary")
+    p.set_defaults(func=cmd_impute)
 
     p = sub.add_parser("sample", help="write samples from the model to .npy, .csv or .parquet")
     p.add_argument("model_file")

@@ -88,18 +88,19 @@ def make_model(name: str, params: dict[str, Any]) -> Any:
 
 
 def load_data(source: str, split: str, memory_budget: str | None = None,
-              columns: str | None = None, label_column: str | None = None
-              ) -> tuple[Any, np.ndarray | None, list[str] | None]:
+              columns: str | None = None, label_column: str | None = None,
+              allow_text: bool = False) -> tuple[Any, np.ndarray | None, list[str] | None]:
     """Rows, labels and feature names (None where the data have none) of a dataset or
     file. A ``.npy`` / ``.parquet`` file or a folder larger than the memory budget comes
     back as a (flattened) source to stream. ``columns`` (comma-separated names or 0-based
     indices) picks the feature columns of a .csv, .npy or .npz table and ``label_column``
-    its label column (read as labels, never trained on)."""
+    its label column (read as labels, never trained on). ``allow_text``: a .csv's text
+    columns are kept (for ``likelihood="mixed"``)."""
 
     suffix = Path(source).suffix.lower()
     if suffix == ".csv" and source not in datasets.list_datasets():
         table = datasets.read_csv_table(source, _split_columns(columns), label_column,
-                                        sources.memory_budget(memory_budget))
+                                        sources.memory_budget(memory_budget), allow_text)
         return table.X, table.y, table.names
     if columns is not None or label_column is not None:
         if suffix not in (".npy", ".npz"):
@@ -141,6 +142,31 @@ def _pick_columns(source: str, X: np.ndarray, y: np.ndarray | None, columns: lis
     return np.ascontiguousarray(X[:, keep]), y, None
 
 
+def write_table_csv(path: str, table: Any, names: list[str]) -> None:
+    """Write a table of mixed types (an object array or a DataFrame) as CSV, atomically;
+    missing cells are empty."""
+
+    rows = table.to_numpy(dtype=object) if hasattr(table, "to_numpy") else np.asarray(table)
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", newline="") as f:
+            out = csv.writer(f)
+            out.writerow(names)
+            out.writerows([[_cell(v) for v in row] for row in rows])
+
+    atomic_write(path, write)
+
+
+def _cell(value: Any) -> str:
+    """A table cell as CSV text: empty when missing; a float that float32 holds exactly
+    (what the model computed) in float32's shortest form."""
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    if isinstance(value, float) and float(np.float32(value)) == value:
+        return str(np.float32(value))
+    return str(value)
+
+
 def describe_choices(model: Any) -> str:
     """What the model chose for this data and why: likelihood, scaling and networks."""
     lik = model.module_.likelihood
@@ -148,6 +174,11 @@ def describe_choices(model: Any) -> str:
     why_lik = {"gaussian_learned": "a Gaussian with a learned sigma per feature, the default",
                "gaussian": "a Gaussian of fixed sigma (MSE)",
                "bernoulli": "binary cross-entropy, for data in [0, 1]"}
+    if model.likelihood == "mixed":
+        kinds = ", ".join(f"{c['name']}: {c['kind']}"
+                          + (f" ({len(c['levels'])} levels)" if c["levels"] else "")
+                          for c in model.columns_[:20])
+        why_lik["mixed"] = f"one likelihood per column: {kinds}"
     scaling = ("features standardised by their training mean and std (scale="
                f"{model.scale!r}; outputs and log p(x) are of the data as given)"
                if standardizes else f"features as given (scale={model.scale!r})")

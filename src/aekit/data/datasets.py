@@ -436,13 +436,16 @@ class Table(NamedTuple):
 
 
 def read_csv_table(path: str | os.PathLike, columns: Sequence[str] | None = None,
-                   label_column: str | None = None, budget: int | None = None) -> Table:
+                   label_column: str | None = None, budget: int | None = None,
+                   allow_text: bool = False) -> Table:
     """A numeric CSV file as features, labels and column names.
 
     A first row that is not all numbers is the header. ``label_column`` (a header name or
     a 0-based index) is read as labels, not trained on; without it a column named
     label/labels/y/target/class is. ``columns`` (names or indices) picks the feature
-    columns (default: all but the label). A non-numeric value is refused naming its column.
+    columns (default: all but the label). A non-numeric value is refused naming its column,
+    unless ``allow_text`` (a mixed table, ``likelihood="mixed"``): then ``X`` is an object
+    array holding numbers, text, and None for empty cells.
     """
     path = check_file(path)
     budget = budget_bytes(budget) if budget is None or isinstance(budget, str) else budget
@@ -482,8 +485,13 @@ def read_csv_table(path: str | os.PathLike, columns: Sequence[str] | None = None
     if label in keep:
         raise InputError(f"{str(path)!r}: column {names[label]!r} is the label column and "
                          "cannot also be a feature")
-    data = np.empty((len(rows), len(keep)), dtype=np.float64)
+    data = np.empty((len(rows), len(keep)), dtype=object if allow_text else np.float64)
     for j, c in enumerate(keep):
+        if allow_text:
+            cells = [r[c].strip() for r in rows]
+            numeric = all(_is_number(v) for v in cells)
+            data[:, j] = [None if not v else _number(v) if numeric else v for v in cells]
+            continue
         try:
             data[:, j] = [float(r[c]) if r[c].strip() else math.nan for r in rows]
         except ValueError:
@@ -504,7 +512,15 @@ def read_csv_table(path: str | os.PathLike, columns: Sequence[str] | None = None
             y = values.astype(np.int64) if np.all(values == np.round(values)) else values
         else:
             y = np.array(texts, dtype=object)           # class names
-    return Table(data.astype(np.float32), y, [names[c] for c in keep])
+    return Table(data if allow_text else data.astype(np.float32), y, [names[c] for c in keep])
+
+
+def _number(text: str) -> int | float:
+    """A CSV cell as an int when it is written as one, else a float."""
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
 
 
 def _is_number(text: str) -> bool:

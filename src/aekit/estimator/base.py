@@ -67,7 +67,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from aekit import persistence
-from aekit.data import streaming
+from aekit.data import streaming, tables
 from aekit.data.sources import Source
 from aekit.distributions import LIKELIHOODS, get_likelihood
 from aekit.estimator import inference, latent, validation
@@ -80,6 +80,7 @@ from aekit.nn import (
     build_encoder,
     build_user_network,
     image_shape,
+    mlp,
 )
 from aekit.runtime import PRECISIONS, compiled, local_device, resolve_device, seed
 from aekit.training import (
@@ -128,6 +129,10 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         range (e.g. "bernoulli") as it is; "none" never standardises.
     architecture : {"auto", "mlp", "conv"}, default="auto"
         "auto" uses small conv nets for image-shaped input and MLPs for flat rows.
+    columns : dict of str to {"numeric", "binary", "categorical"}, optional
+        With ``likelihood="mixed"``: the kind of these columns, overriding what is inferred
+        from the table (bool columns and numbers that are all 0 / 1 are binary, other
+        numbers numeric, text and pandas categories categorical).
     encoder, decoder : nn.Module, callable, str or (str, dict), optional
         Your own networks instead of the built-in ones: a module (copied at each fit, so
         yours is never changed), a factory ``(input_shape, n_outputs) -> nn.Module``, or
@@ -195,6 +200,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         "likelihood_scale": [Interval(Real, 0, None, closed="neither")],
         "scale": [StrOptions(set(validation.SCALES))],
         "architecture": [StrOptions(set(ARCHITECTURES))],
+        "columns": [dict, None],
         "encoder": "no_validation",     # checked by _check_hyperparameters
         "decoder": "no_validation",
         "max_iter": [Interval(Integral, 1, None, closed="left")],
@@ -217,7 +223,8 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
 
     def __init__(self, n_components=2, *, hidden_layer_sizes=(256, 128), activation="relu",
                  likelihood="gaussian_learned", likelihood_scale=1.0, scale="auto",
-                 architecture="auto", encoder=None, decoder=None, max_iter=100, batch_size=128,
+                 architecture="auto", columns=None, encoder=None, decoder=None, max_iter=100,
+                 batch_size=128,
                  learning_rate=1e-3, early_stopping=False, validation_fraction=0.1,
                  n_iter_no_change=10, tol=1e-4, random_state=None, verbose=0, device="auto",
                  precision="32", on_nan="restore", compile=False,
@@ -229,6 +236,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         self.likelihood_scale = likelihood_scale
         self.scale = scale
         self.architecture = architecture
+        self.columns = columns
         self.encoder = encoder
         self.decoder = decoder
         self.max_iter = max_iter
@@ -280,8 +288,12 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     #: parameters of the parent class that this model does not have.
     _excluded_params: ClassVar[tuple[str, ...]] = ()
 
-    #: fitted attributes beyond the shared ones that model files store
-    _saved_attributes: ClassVar[tuple[str, ...]] = ()
+    #: fitted attributes beyond the shared ones that model files store (``columns_``: the
+    #: column kinds and levels of a mixed table)
+    _saved_attributes: ClassVar[tuple[str, ...]] = ("columns_",)
+
+    #: why this model cannot model mixed tables ("" when it can)
+    _mixed_unsupported: ClassVar[str] = ""
 
     #: scikit-learn estimator checks this model cannot pass, with the reason.
     _expected_failed_checks: ClassVar[dict[str, str]] = {}
@@ -305,21 +317,27 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         likelihood = self._make_likelihood(n_features)
         hidden = tuple(self.hidden_layer_sizes)
         n_out, n_params = self._encoder_outputs, likelihood.n_params
+        n_outputs = getattr(likelihood, "n_outputs", n_features * n_params)
+        # a mixed table's encoder sees one-hot levels and missingness indicators
+        enc_shape = (likelihood.n_inputs,) if hasattr(likelihood, "n_inputs") else input_shape
         if self.encoder is None:
-            encoder = build_encoder(input_shape, hidden, n_out, self.activation,
+            encoder = build_encoder(enc_shape, hidden, n_out, self.activation,
                                     self.architecture)
         else:
             encoder = build_user_network(
-                self.encoder, image_shape(input_shape) or (n_features,), n_out,
+                self.encoder, image_shape(enc_shape) or (math.prod(enc_shape),), n_out,
                 f"encoder: {self._encoder_outputs_meaning} ({n_out})")
-        if self.decoder is None:
+        if self.decoder is None and n_outputs != n_features * n_params:
+            decoder = mlp([self.n_components, *reversed(hidden), n_outputs], self.activation)
+        elif self.decoder is None:
             decoder = build_decoder(input_shape, hidden, self.n_components, n_params,
                                     self.activation, self.architecture)
         else:
             decoder = build_user_network(
-                self.decoder, (self.n_components,), n_features * n_params,
-                f"decoder: {n_features} features x {n_params} parameter(s) per feature of "
-                f"likelihood={self.likelihood!r}, feature-major")
+                self.decoder, (self.n_components,), n_outputs,
+                f"decoder: the parameters of likelihood={self.likelihood!r}"
+                + (f", {n_features} features x {n_params} per feature, feature-major"
+                   if n_outputs == n_features * n_params else ""))
         return nn.ModuleDict({"encoder": encoder, "decoder": decoder, "likelihood": likelihood})
 
     def _make_likelihood(self, n_features: int) -> nn.Module:
@@ -327,7 +345,8 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         training rows' moments when ``fit`` is building it."""
         likelihood = get_likelihood(self.likelihood, n_features, self.likelihood_scale,
                                     standardize=validation.standardizes(self.likelihood,
-                                                                        self.scale))
+                                                                        self.scale),
+                                    columns=self.__dict__.get("columns_"))
         moments = self.__dict__.get("_fit_standardization")
         if likelihood.standardizes and moments is not None:
             likelihood.set_standardization(*moments)
@@ -410,6 +429,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         validation.check_hidden_layer_sizes(self.hidden_layer_sizes)
         validation.check_scale(self.likelihood, self.scale)
         validation.check_networks(self)
+        validation.check_mixed(self)
 
     # ---------------------------------------------------------------- fitting
 
@@ -511,7 +531,10 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
 
     def _validate_X(self, X: Any, *, reset: bool) -> Any:
         """float32 rows ``(n, D)``, or after fitting a checked stream for data to stream
-        (see :func:`aekit.estimator.validation.validate_rows`)."""
+        (see :func:`aekit.estimator.validation.validate_rows`); a mixed table encoded as
+        numbers with NaN for missing cells (:func:`aekit.estimator.validation.validate_table`)."""
+        if self.likelihood == "mixed":
+            return validation.validate_table(self, X, reset=reset)
         return validation.validate_rows(self, X, reset=reset)
 
     def _check_support(self, X: Any) -> None:
@@ -550,7 +573,38 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
                              f"has n_components={self.n_components}")
         lik = self.module_.likelihood
         X_hat = self._map_rows(Z, lambda z: lik.mean(self._decode(z)))
-        return X_hat.reshape(len(Z), *self.input_shape_)
+        return self._as_data(X_hat)
+
+    def _as_data(self, rows: np.ndarray, like: Any = None) -> Any:
+        """Rows ``(n, D)`` as the data came: in the input's row shape, or for a mixed
+        table in its own types (a DataFrame when fitted on one, else an object array)."""
+        if "columns_" in vars(self):
+            return tables.decode(rows, [tables.Column.from_json(c) for c in self.columns_],
+                                 like, as_frame="feature_names_in_" in vars(self))
+        return rows.reshape(len(rows), *self.input_shape_)
+
+    def impute(self, X: Any) -> Any:
+        """``X`` with every missing cell filled (``likelihood="mixed"``): the decoder's mean
+        at the code of the row's observed part (the posterior mean for a VAE) for numbers,
+        the more probable value of binary columns and the most probable level of
+        categorical ones; observed cells are kept as they are. Returns the table's own
+        types (a DataFrame for a DataFrame)."""
+        check_is_fitted(self)
+        if "columns_" not in vars(self):
+            raise InputError(f"impute needs a model of likelihood='mixed' (which trains on rows "
+                             f"with holes); this {type(self).__name__} has likelihood="
+                             f"{self.likelihood!r}")
+        rows = self._validate_X(X, reset=False)
+        lik = self.module_.likelihood
+
+        def fill(x: Tensor) -> Tensor:
+            mean = lik.mean(self._decode(self._encode(x)))
+            return torch.where(torch.isnan(x), mean, x)
+
+        filled = self._as_data(self._map_rows(rows, fill), like=X)
+        if tables.is_frame(X) and not hasattr(X, "iloc"):
+            return filled                   # polars: a pandas DataFrame of the decoded rows
+        return tables.fill_holes(X, filled)
 
     def reconstruct(self, X: Any) -> np.ndarray:
         """``inverse_transform(transform(X))``: decoder means at the codes of ``X``."""
@@ -559,18 +613,27 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     def sample(self, n_samples: int = 1, random_state: Any = None) -> np.ndarray:
         """Decoder means of ``n_samples`` draws from the prior, in the input's row shape.
 
-        ``random_state`` seeds the draws (a fresh seed when None).
+        With ``likelihood="mixed"`` the rows are drawn from p(x | z) instead (synthetic
+        rows: every column its own draw, categories drawn by their probabilities), in the
+        table's own types. ``random_state`` seeds the draws (a fresh seed when None).
         """
         check_is_fitted(self)
         n = inference.check_n_samples(n_samples)
-        g = torch.Generator().manual_seed(seed(random_state))
+        state = seed(random_state)
+        g = torch.Generator().manual_seed(state)
         self.module_.eval()
         with torch.inference_mode():
             z = self._sample_latent(n, g).float().cpu().numpy()                # (n, k)
         lik = self.module_.likelihood
+        if "columns_" in vars(self):
+            device = self._device()
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                torch.manual_seed(state)
+                x = self._map_rows(z, lambda codes: self._decode(codes).sample())
+            return self._as_data(x)
         # decoded in chunks: each code becomes a full row of the likelihood's parameters
         x = self._map_rows(z, lambda codes: lik.mean(self._decode(codes)))     # (n, D)
-        return x.reshape(n, *self.input_shape_)
+        return self._as_data(x)
 
     def score_samples(self, X: Any) -> np.ndarray:
         """log p(x) for each row, in nats (see the model's docstring for how it is estimated).

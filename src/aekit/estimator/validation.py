@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from sklearn.utils.validation import validate_data
 
-from aekit.data import streaming
+from aekit.data import streaming, tables
 from aekit.data.sources import Source
 from aekit.distributions import LIKELIHOODS
 from aekit.exceptions import InputError, input_checks
@@ -74,8 +74,8 @@ def check_frame_columns(X: Any) -> None:
            if not _numeric(dtype)]
     if bad:
         raise InputError(f"the DataFrame has non-numeric column(s) {', '.join(bad[:10])}; "
-                         "aekit's models take numeric features: encode them as numbers "
-                         "(e.g. sklearn's OneHotEncoder in a ColumnTransformer) or drop them")
+                         "use likelihood='mixed', which models categorical, binary and "
+                         "numeric columns (and missing cells), or encode them as numbers")
 
 
 def check_finite_columns(est: Any, X: np.ndarray) -> None:
@@ -96,6 +96,46 @@ def check_finite_columns(est: Any, X: np.ndarray) -> None:
                      f"{', '.join(map(str, rows[:10]))}{' ...' if len(rows) > 10 else ''}); "
                      "aekit's models need complete, finite rows: impute them (e.g. sklearn's "
                      "SimpleImputer) or drop those rows")
+
+
+def validate_table(est: Any, X: Any, *, reset: bool) -> np.ndarray:
+    """A mixed table (``likelihood="mixed"``) as float32 rows ``(n, D)``: numbers, 0 / 1,
+    level codes, NaN for missing cells (:func:`aekit.data.tables.encode`). On reset the
+    column kinds and levels are inferred (``est.columns`` overrides) into ``columns_``."""
+    if isinstance(streaming.resolve(X) if isinstance(X, (str, os.PathLike)) else X, Source):
+        raise InputError("likelihood='mixed' reads its table into memory; pass an array or "
+                         "a DataFrame (or a .csv through aekit.datasets / the command line)")
+    if reset:
+        names = [str(c) for c in X.columns] if tables.is_frame(X) else None
+        columns = tables.infer_columns(X, est.columns)
+        rows = tables.encode(X, columns)
+        if len(rows) < 2:
+            raise InputError(f"n_samples={len(rows)} while a minimum of 2 is required by "
+                             f"{type(est).__name__}")
+        est.columns_ = [c.to_json() for c in columns]
+        est.n_features_in_ = rows.shape[1]
+        est.input_shape_ = (rows.shape[1],)
+        if names is not None:
+            est.feature_names_in_ = np.asarray(names, dtype=object)
+        return rows
+    # an array for a model fitted on a DataFrame is read by position
+    return tables.encode(X, [tables.Column.from_json(c) for c in est.columns_])
+
+
+def check_mixed(est: Any) -> None:
+    if est.likelihood != "mixed":
+        if est.columns is not None:
+            raise InputError(f"columns= declares the kinds of a mixed table's columns; it "
+                             f"needs likelihood='mixed' (got {est.likelihood!r})")
+        return
+    if est._mixed_unsupported:
+        raise InputError(f"{type(est).__name__} cannot model mixed tables: "
+                         f"{est._mixed_unsupported}; use VAE (or AE, IWAE, ...)")
+    if est.architecture == "conv":
+        raise InputError("likelihood='mixed' models tables; architecture='conv' is for images")
+    if est.binarize != "none":
+        raise InputError("binarize='dynamic' draws binary pixels; it does not apply to "
+                         "likelihood='mixed'")
 
 
 def check_support(likelihood: str, X: Any) -> None:
@@ -145,7 +185,7 @@ class FeatureMoments:
     (Chan et al.'s pairwise update, so one pass over streamed data is enough)."""
 
     def __init__(self) -> None:
-        self.n = 0
+        self.n: np.ndarray | None = None          # per feature: missing (NaN) cells skipped
         self.mean: np.ndarray | None = None
         self.m2: np.ndarray | None = None
 
@@ -153,20 +193,24 @@ class FeatureMoments:
         rows = np.asarray(rows, dtype=np.float64).reshape(len(rows), -1)
         if len(rows) == 0:
             return
-        mean, m2 = rows.mean(0), ((rows - rows.mean(0)) ** 2).sum(0)
+        seen = ~np.isnan(rows)
+        m = seen.sum(0)
+        filled = np.where(seen, rows, 0.0)
+        mean = filled.sum(0) / np.maximum(m, 1)
+        m2 = (np.where(seen, rows - mean, 0.0) ** 2).sum(0)
         if self.mean is None:
-            self.n, self.mean, self.m2 = len(rows), mean, m2
+            self.n, self.mean, self.m2 = m, mean, m2
             return
-        n = self.n + len(rows)
+        n = self.n + m
         delta = mean - self.mean
-        self.mean = self.mean + delta * (len(rows) / n)
-        self.m2 = self.m2 + m2 + delta ** 2 * (self.n * len(rows) / n)
+        self.mean = self.mean + delta * (m / np.maximum(n, 1))
+        self.m2 = self.m2 + m2 + delta ** 2 * (self.n * m / np.maximum(n, 1))
         self.n = n
 
     def standardization(self) -> tuple[np.ndarray, np.ndarray]:
         """``(mean, std)``; a constant feature (std 0, or below float32's resolution of
         its mean) gets std 1, so it is centred and never divided by zero."""
-        std = np.sqrt(self.m2 / self.n)
+        std = np.sqrt(self.m2 / np.maximum(self.n, 1))
         constant = (std == 0) | (std <= 1e-6 * np.abs(self.mean))
         return self.mean, np.where(constant, 1.0, std)
 

@@ -84,6 +84,7 @@ class ConditionalVAE(VAE):
     def _condition_width(self) -> int:
         raise NotImplementedError
 
+    _mixed_unsupported = "its networks join the condition to the row's own features"
     _own_networks_unsupported = ("its networks take the condition joined to their input "
                                  "(their first layer is split between the row and the "
                                  "condition); use VAE with your own networks")

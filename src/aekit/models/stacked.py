@@ -130,6 +130,7 @@ class StackedAE(AE):
         return super()._build((math.prod(input_shape),))
 
     capabilities = AE.capabilities.but(streaming=False)
+    _mixed_unsupported = "its layer-wise pretraining reconstructs plain numeric rows"
     _own_networks_unsupported = ("greedy pretraining builds its dense layers one at a time; "
                                  "use AE with your own networks")
     _streaming_unsupported = "greedy layer-wise pretraining holds every layer's codes in memory"

@@ -90,6 +90,9 @@ class VampPriorVAE(VAE):
         super().__init__(n_components, **kwargs)
         self.n_pseudo_inputs = n_pseudo_inputs
 
+    _mixed_unsupported = ("its pseudo-inputs are learned continuous rows, which a table's "
+                          "categorical columns do not have")
+
     def _build(self, input_shape: tuple[int, ...]) -> nn.Module:
         module = super()._build(input_shape)
         n_features = module.likelihood.n_features

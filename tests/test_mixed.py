@@ -1,0 +1,229 @@
+"""Mixed-type tables (likelihood="mixed"): column kinds, the masked likelihood of rows with
+holes, imputation, outputs in the table's own types, and save / load."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+from sklearn.impute import SimpleImputer
+
+import aekit
+from aekit.data import tables
+from aekit.distributions import get_likelihood
+from aekit.exceptions import InputError
+
+from .conftest import SMALL
+
+pd = pytest.importorskip("pandas")
+
+
+def people(n=400, seed=0, holes=True):
+    """A generated table: two correlated numbers, a yes/no column, a text category that
+    follows the numbers, a pandas category; with missing cells when ``holes``."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=n)
+    frame = pd.DataFrame({
+        "height": 170 + 10 * z + rng.normal(size=n),
+        "weight": 70 + 8 * z + 2 * rng.normal(size=n),
+        "smoker": rng.random(n) < 0.3,
+        "colour": np.where(z > 0.5, "red", np.where(z < -0.5, "blue", "green")),
+        "grade": pd.Categorical(rng.choice(["a", "b", "c"], n)),
+    })
+    if holes:
+        frame.loc[::7, "weight"] = np.nan
+        frame.loc[::11, "colour"] = None
+    return frame
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    frame = people()
+    return frame, aekit.VAE(likelihood="mixed", n_components=2,
+                            **{**SMALL, "max_iter": 200}).fit(frame)
+
+
+# ------------------------------------------------------------------------ column kinds
+
+def test_column_kinds_are_inferred_and_can_be_declared():
+    frame = people(holes=False)
+    kinds = [c.kind for c in tables.infer_columns(frame)]
+    assert kinds == ["numeric", "numeric", "binary", "categorical", "categorical"]
+    declared = tables.infer_columns(frame, {"smoker": "categorical", "height": "numeric"})
+    assert declared[2].kind == "categorical" and declared[2].levels == ["False", "True"]
+    assert tables.infer_columns(frame)[3].levels == ["blue", "green", "red"]
+
+
+def test_an_all_missing_column_is_refused_by_name():
+    with pytest.raises(InputError, match="column 'empty' has no values"):
+        aekit.VAE(likelihood="mixed", **SMALL).fit(people(holes=False).assign(empty=np.nan))
+
+
+def test_a_category_of_thousands_of_levels_is_refused_with_the_count():
+    frame = pd.concat([people(holes=False)] * 3, ignore_index=True)
+    frame["ids"] = [f"id{i}" for i in range(len(frame))]
+    with pytest.raises(InputError, match="column 'ids' has 1200 levels, more than 1000: "
+                                         "declare it numeric"):
+        aekit.VAE(likelihood="mixed", **SMALL).fit(frame)
+
+
+def test_new_levels_and_other_columns_are_refused_after_fit(fitted):
+    frame, vae = fitted
+    odd = frame.head(3).copy()
+    odd.loc[0, "colour"] = "purple"
+    with pytest.raises(InputError, match="column 'colour' has the level 'purple', which fit "
+                                         "never saw"):
+        vae.score_samples(odd)
+    with pytest.raises(InputError, match="missing: \\['grade'\\]"):
+        vae.transform(frame.head(3).drop(columns="grade"))
+    with pytest.raises(InputError, match="columns= names \\['nope'\\]"):
+        aekit.VAE(likelihood="mixed", columns={"nope": "numeric"}, **SMALL).fit(frame)
+
+
+def test_text_columns_without_mixed_point_to_it():
+    with pytest.raises(InputError, match="use likelihood='mixed'"):
+        aekit.VAE(**SMALL).fit(people(holes=False))
+
+
+@pytest.mark.parametrize("model", ["cvae", "m2", "stacked_ae", "vamp_vae"])
+def test_models_that_cannot_model_tables_say_so(model):
+    with pytest.raises(InputError, match="cannot model mixed tables"):
+        aekit.get_model(model, likelihood="mixed", **SMALL).fit(people(), np.zeros(400))
+
+
+# ------------------------------------------------------------------ the masked likelihood
+
+def test_a_missing_category_is_marginalised_exactly():
+    """log p(x_obs | z) = log sum_l p(x_obs, x_c = l | z) for the missing column c."""
+    columns = [{"name": "a", "kind": "numeric", "levels": []},
+               {"name": "b", "kind": "binary", "levels": []},
+               {"name": "c", "kind": "categorical", "levels": ["p", "q", "r"]}]
+    lik = get_likelihood("mixed", 3, columns=columns)
+    params = torch.randn(4, lik.n_outputs)
+    p_x = lik(params)
+    x = torch.tensor([[0.3, 1.0, math.nan]] * 4)
+    filled = [p_x.log_prob(torch.tensor([[0.3, 1.0, float(level)]] * 4)) for level in range(3)]
+    torch.testing.assert_close(p_x.log_prob(x), torch.logsumexp(torch.stack(filled), 0))
+    # a missing number: its term (a density that integrates to 1) is left out
+    no_a = p_x.log_prob(torch.tensor([[math.nan, 1.0, 2.0]] * 4))
+    both = p_x.log_prob(torch.tensor([[0.3, 1.0, 2.0]] * 4))
+    a_term = torch.distributions.Normal(params[:, 0], lik.log_scale.exp()[0]).log_prob(
+        torch.tensor(0.3))
+    torch.testing.assert_close(both - no_a, a_term)
+
+
+def test_a_row_with_a_hole_scores_about_its_marginal(fitted):
+    """The model's log p(x_obs) against log sum_l p(x_obs, colour = l), both estimated
+    with many importance samples."""
+    frame, vae = fitted
+    model = copy.deepcopy(vae).set_params(n_importance_samples=4000)
+    row = frame.iloc[[1]].copy()
+    row.loc[:, "colour"] = None
+    missing = float(model.score_samples(row)[0])
+    each = []
+    for level in ["blue", "green", "red"]:
+        full = row.copy()
+        full.loc[:, "colour"] = level
+        each.append(float(model.score_samples(full)[0]))
+    assert missing == pytest.approx(float(np.logaddexp.reduce(each)), abs=0.15)
+
+
+# ----------------------------------------------------------------- fitting and imputation
+
+def test_fit_score_and_impute_a_table_with_holes(fitted):
+    frame, vae = fitted
+    scores = vae.score_samples(frame)
+    assert np.isfinite(scores).all()
+    filled = vae.impute(frame)
+    assert isinstance(filled, pd.DataFrame) and list(filled.columns) == list(frame.columns)
+    assert not filled.isna().any().any()
+    seen = frame["weight"].notna()
+    np.testing.assert_allclose(filled.loc[seen, "weight"], frame.loc[seen, "weight"])
+    assert filled["smoker"].dtype == bool and str(filled["grade"].dtype) == "category"
+    assert set(filled["colour"]) <= {"blue", "green", "red"}
+    samples = vae.sample(5, random_state=0)
+    assert isinstance(samples, pd.DataFrame) and samples.shape == (5, 5)
+
+
+def test_imputation_uses_the_other_columns(fitted):
+    """Weight follows height: the model's imputation of hidden weights beats the mean."""
+    frame, vae = fitted
+    truth = people(holes=False)
+    test = truth.copy()
+    hide = np.arange(len(test)) % 5 == 1
+    test.loc[hide, "weight"] = np.nan
+    imputed = vae.impute(test).loc[hide, "weight"].to_numpy()
+    mean = SimpleImputer().fit(test[["weight"]]).transform(test[["weight"]])[hide, 0]
+    error = np.sqrt(np.mean((imputed - truth.loc[hide, "weight"]) ** 2))
+    baseline = np.sqrt(np.mean((mean - truth.loc[hide, "weight"]) ** 2))
+    assert error < 0.5 * baseline         # 2.2 against 8.4 when measured
+
+
+def test_mixed_models_save_and_load_with_their_columns(fitted, tmp_path):
+    frame, vae = fitted
+    vae.save(tmp_path / "m.safetensors")
+    again = aekit.load(tmp_path / "m.safetensors")
+    assert again.columns_ == vae.columns_
+    np.testing.assert_array_equal(again.score_samples(frame.head(20)),
+                                  vae.score_samples(frame.head(20)))
+    pd.testing.assert_frame_equal(again.impute(frame.head(20)), vae.impute(frame.head(20)))
+
+
+def test_numpy_object_tables_and_all_numeric_tables_with_holes():
+    table = np.array([[1.5, "x", 0], [2.5, "y", 1], [None, "x", 1], [3.0, None, 0]] * 30,
+                     dtype=object)
+    ae = aekit.AE(likelihood="mixed", **SMALL).fit(table)
+    assert [c["kind"] for c in ae.columns_] == ["numeric", "categorical", "binary"]
+    out = ae.impute(table[:4])
+    assert isinstance(out, np.ndarray) and out[2, 0] is not None and out[3, 1] in ("x", "y")
+    numbers = np.random.default_rng(0).normal(size=(100, 4))
+    numbers[::9, 2] = np.nan
+    vae = aekit.VAE(likelihood="mixed", **SMALL).fit(numbers)
+    assert not np.isnan(vae.impute(numbers).astype(float)).any()
+
+
+def test_impute_needs_a_mixed_model(fitted):
+    with pytest.raises(InputError, match="impute needs a model of likelihood='mixed'"):
+        aekit.VAE(**SMALL).fit(np.random.default_rng(0).normal(size=(50, 3))).impute(
+            np.zeros((2, 3)))
+
+
+def test_synthetic_rows_are_drawn_and_follow_the_table(fitted):
+    frame, vae = fitted
+    rows = vae.sample(2000, random_state=0)
+    again = vae.sample(2000, random_state=0)
+    pd.testing.assert_frame_equal(rows, again)                        # seeded
+    assert set(rows["colour"]) == {"blue", "green", "red"}          # drawn, not one mode
+    share = rows["smoker"].mean()
+    assert abs(share - frame["smoker"].mean()) < 0.1
+    assert abs(rows["height"].mean() - frame["height"].mean()) < 3.0
+    assert rows[["height", "weight"]].corr().iloc[0, 1] > 0.5        # the link is kept
+
+
+def test_cli_fits_imputes_and_samples_a_mixed_csv(capsys, tmp_path):
+    from aekit.cli import main
+
+    frame = people(n=200)
+    path = tmp_path / "people.csv"
+    frame.to_csv(path, index=False)
+    model = tmp_path / "m.safetensors"
+    code = main(["fit", "vae", "--data", str(path), "--set", "likelihood=mixed", "--set",
+                 "max_iter=5", "-o", str(model)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "colour: categorical (3 levels)" in out and "smoker: binary" in out
+    code = main(["impute", str(model), "--data", str(path), "-o", str(tmp_path / "f.csv"),
+                 "-q"])
+    assert code == 0, capsys.readouterr().err
+    filled = pd.read_csv(tmp_path / "f.csv")
+    assert list(filled.columns) == list(frame.columns) and not filled.isna().any().any()
+    seen = frame["height"].notna()
+    np.testing.assert_allclose(filled.loc[seen, "height"], frame.loc[seen, "height"])
+    code = main(["sample", str(model), "-n", "4", "-o", str(tmp_path / "s.csv")])
+    assert code == 0
+    assert pd.read_csv(tmp_path / "s.csv").shape == (4, 5)
+    code = main(["sample", str(model), "-n", "4", "-o", str(tmp_path / "s.npy")])
+    assert code == 2 and "written to .csv" in capsys.readouterr().err
