@@ -290,8 +290,8 @@ ERRORS = [
     ("no-samples", "sample {i}/five.safetensors -n 0 -o {o}/s.npy", "-n must be a positive"),
     ("missing-output-folder", "fit ae --data digits -o {o}/nodir/m.safetensors",
      "output folder .*nodir' does not exist"),
-    ("wrong-output-suffix", "transform {i}/five.safetensors --data {i}/five.npy -o {o}/z.csv",
-     r"should end in \.npy"),
+    ("wrong-output-suffix", "transform {i}/five.safetensors --data {i}/five.npy -o {o}/z.txt",
+     r"should end in \.npy or \.parquet or \.csv"),
     # issue #21: one line, before any work, for every one of these
     ("score-k-0", "score {i}/five.safetensors --data {i}/five.npy -k 0",
      "-k must be a positive number of importance samples; got 0"),

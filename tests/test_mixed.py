@@ -227,3 +227,18 @@ def test_cli_fits_imputes_and_samples_a_mixed_csv(capsys, tmp_path):
     assert pd.read_csv(tmp_path / "s.csv").shape == (4, 5)
     code = main(["sample", str(model), "-n", "4", "-o", str(tmp_path / "s.npy")])
     assert code == 2 and "written to .csv" in capsys.readouterr().err
+
+
+def test_the_imputer_fills_holes_inside_a_pipeline():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 4))
+    y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    X[::5, 0] = np.nan
+    pipe = make_pipeline(aekit.Imputer(aekit.VAE(likelihood="mixed", **SMALL)),
+                         LogisticRegression())
+    assert pipe.fit(X, y).score(X, y) > 0.8
+    with pytest.raises(InputError, match="Imputer needs a model of likelihood='mixed'"):
+        aekit.Imputer(aekit.VAE()).fit(X)

@@ -413,8 +413,13 @@ def test_cli_streams_fit_transform_and_score(tmp_path, digits, capsys):
     assert main(["score", model, "--data", data, "--memory-budget", "1K", "--json",
                  "-o", str(tmp_path / "ll.npy")]) == 0
     np.testing.assert_allclose(np.load(tmp_path / "ll.npy")[:, 0], fitted.score_samples(X))
-    assert main(["transform", model, "--data", data, "-o", str(tmp_path / "c.csv")]) == 2
-    assert "should end in .npy or .parquet" in capsys.readouterr().err
+    assert main(["transform", model, "--data", data, "-o", str(tmp_path / "c.txt")]) == 2
+    assert "should end in .npy or .parquet or .csv" in capsys.readouterr().err
+    # streamed rows written to .csv chunk by chunk
+    assert main(["transform", model, "--data", data, "--memory-budget", "1K", "-o",
+                 str(tmp_path / "c.csv")]) == 0
+    codes = np.loadtxt(tmp_path / "c.csv", delimiter=",", skiprows=1, dtype=np.float32)
+    np.testing.assert_allclose(codes, fitted.transform(X), rtol=1e-6)
     assert main(["evaluate", model, "--data", data, "--memory-budget", "1K"]) == 2
     assert "reads its data into memory" in capsys.readouterr().err
 

@@ -11,6 +11,7 @@ from aekit._version import __version__
 from aekit.data import datasets
 from aekit.detection import AnomalyDetector
 from aekit.estimator import BaseAutoencoder, Capabilities
+from aekit.imputation import Imputer
 from aekit.models import (
     AAE,
     AE,
@@ -37,6 +38,7 @@ __all__ = [
     "AnomalyDetector",
     "CVAE",
     "IWAE",
+    "Imputer",
     "M2",
     "VAE",
     "VQVAE",

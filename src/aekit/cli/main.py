@@ -107,8 +107,9 @@ def cmd_fit(args: argparse.Namespace) -> None:
 
     if names is not None:           # a table's header: kept in the model file, for outputs
         model.feature_names_in_ = np.asarray(names, dtype=object)
-        for column, name in zip(getattr(model, "columns_", []), names):
-            column["name"] = name
+        if is_mixed(model):
+            for column, name in zip(model.columns_, names):
+                column["name"] = name
     if not is_main_process():       # under torchrun only rank 0 writes and reports
         return
     model.save(args.output)
@@ -187,7 +188,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
     elif args.output.endswith(".npy"):
         write_npy(args.output, samples)       # in the model's row shape (images stay images)
     else:
-        names = getattr(model, "feature_names_in_", None)
+        names = vars(model).get("feature_names_in_")
         streaming.write_rows(args.output, iter([samples.reshape(len(samples), -1)]),
                              len(samples), column_prefix="x",
                              columns=None if names is None else list(names))
@@ -250,7 +251,7 @@ def read_data(args: argparse.Namespace, allow_text: bool = False
 
 
 def is_mixed(model: Any) -> bool:
-    return getattr(model, "likelihood", None) == "mixed"
+    return model.likelihood == "mixed"
 
 
 def cmd_impute(args: argparse.Namespace) -> None:

@@ -68,15 +68,13 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):
     ----------
     model : aekit model, default=None
         Any unconditional aekit model, cloned and fitted in ``fit``. None means
-        ``aekit.VAE(likelihood="gaussian_learned")``: on min-max scaled tables (the ADBench
-        protocol: cardio, thyroid, Pima, seed 0) its importance-sampled -log p(x) gave
-        AUCROC 0.932 / 0.945 / 0.683 against 0.925 / 0.892 / 0.673 with the fixed-sigma
-        ``"gaussian"``, whose sigma of 1 is too wide for data in [0, 1]: its posterior
-        collapses and the score degenerates to a distance from the mean. The learned
-        per-feature sigma (clamped at 1e-3) also makes a deviation in a feature that barely
-        varies in training count for much. On these tables its 2 latent units often end
-        inactive (posterior collapse, warned), and -log p(x) is then that of a Gaussian
-        with a learned diagonal covariance; wrap another model to use a richer code.
+        ``aekit.VAE(likelihood="gaussian_learned")``, the defaults of every model: each
+        feature standardised inside the model and a learned sigma per feature, so a
+        deviation in a feature that barely varies in training counts for much, on data of
+        any scale (with the former fixed-sigma default, sigma 1 was too wide for data in
+        [0, 1], the posterior collapsed and the score degenerated to a distance from the
+        mean). BENCHMARKS.md ("Anomaly detection") has its AUCROC on the ADBench tables.
+        ``likelihood="mixed"`` models tables with categories and holes.
     score_type : {"auto", "nll", "elbo", "reconstruction"}, default="auto"
         The anomaly score ``a(x)`` (not named ``score``: scikit-learn, pipelines and its
         estimator checks take an estimator's ``score`` to be a method):
