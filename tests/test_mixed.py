@@ -242,3 +242,25 @@ def test_the_imputer_fills_holes_inside_a_pipeline():
     assert pipe.fit(X, y).score(X, y) > 0.8
     with pytest.raises(InputError, match="Imputer needs a model of likelihood='mixed'"):
         aekit.Imputer(aekit.VAE()).fit(X)
+
+
+def test_an_anomaly_detector_on_a_table_with_categories_and_holes(fitted):
+    frame, _ = fitted
+    det = aekit.AnomalyDetector(aekit.VAE(likelihood="mixed", n_components=2,
+                                          **{**SMALL, "max_iter": 60}),
+                                contamination=0.05).fit(frame)
+    odd = frame.head(4).copy()
+    odd.loc[0, "height"] = 260.0                   # a giant
+    odd.loc[1, "colour"] = "blue"                  # blue, although tall (colour follows z)
+    odd.loc[1, "height"] = 195.0
+    odd.loc[1, "weight"] = 90.0
+    scores = det.anomaly_score(odd)
+    assert scores[0] > det.threshold_ and scores[0] == scores.max()
+    per_column = det.feature_scores(odd)
+    assert per_column.shape == (4, 5)
+    assert per_column[0].argmax() == list(frame.columns).index("height")
+    assert np.isfinite(per_column).all()
+    recon = aekit.AnomalyDetector(aekit.VAE(likelihood="mixed", **SMALL),
+                                  score_type="reconstruction").fit(frame)
+    np.testing.assert_allclose(recon.feature_scores(frame).sum(1),
+                               recon.anomaly_score(frame), rtol=1e-5, atol=1e-4)

@@ -422,22 +422,29 @@ class MixedTable(Distribution):
                          validate_args=False)
 
     def log_prob(self, x: Tensor) -> Tensor:
+        return self.column_log_prob(x).sum(-1)
+
+    def column_log_prob(self, x: Tensor) -> Tensor:
+        """log p(x_j | z) of each cell, ``(..., D)``; 0 for a missing (NaN) cell."""
         cols = self.columns
-        total = 0.0
+        parts = []
         for idx, dist in ((cols["numeric"], self.numeric), (cols["binary"], self.binary)):
-            if len(idx):
-                v = x[..., idx]
-                seen = ~torch.isnan(v)
-                lp = dist.log_prob(torch.where(seen, v, torch.zeros_like(v)))
-                total = total + torch.where(seen, lp, torch.zeros_like(lp)).sum(-1)
+            v = x[..., idx]
+            seen = ~torch.isnan(v)
+            lp = dist.log_prob(torch.where(seen, v, torch.zeros_like(v)))
+            parts.append((idx, torch.where(seen, lp, torch.zeros_like(lp))))
         if self.cat_logp is not None:
             v = x[..., cols["categorical"]]                                 # (..., C)
             seen = ~torch.isnan(v)
             codes = torch.where(seen, v, torch.zeros_like(v)).long()
             codes, logp = torch.broadcast_tensors(codes.unsqueeze(-1), self.cat_logp)
             lp = logp.gather(-1, codes[..., :1]).squeeze(-1)
-            total = total + torch.where(seen, lp, torch.zeros_like(lp)).sum(-1)
-        return total
+            parts.append((cols["categorical"], torch.where(seen, lp, torch.zeros_like(lp))))
+        lead = torch.broadcast_shapes(*[p.shape[:-1] for _, p in parts])
+        out = torch.zeros((*lead, self.lik.n_features), device=x.device)
+        for idx, lp in parts:
+            out[..., idx] = lp.expand(*lead, -1)
+        return out
 
     @property
     def mean(self) -> Tensor:
@@ -461,6 +468,14 @@ class MixedTable(Distribution):
             draws = Categorical(logits=self.cat_logp, validate_args=False).sample(sample_shape)
             out[..., cols["categorical"]] = draws.to(out.dtype)
         return out
+
+
+def feature_log_prob(p_x: Distribution, x: Tensor) -> Tensor:
+    """log p(x_j | z) per feature, ``(..., D)``, of a likelihood's distribution (they all
+    factorise over features); 0 for the missing cells of a mixed table."""
+    if isinstance(p_x, MixedTable):
+        return p_x.column_log_prob(x)
+    return p_x.base_dist.log_prob(x)
 
 
 def get_likelihood(name: str, n_features: int, scale: float = 1.0,

@@ -14,6 +14,7 @@ from sklearn.utils.validation import validate_data
 
 from aekit.detection import thresholds
 from aekit.detection.files import save_detector
+from aekit.distributions import feature_log_prob
 from aekit.estimator import BaseAutoencoder
 from aekit.exceptions import InputError, input_checks
 from aekit.models import VAE
@@ -160,7 +161,7 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):
             delattr(self, attr)
         model = VAE(likelihood=DEFAULT_LIKELIHOOD) if self.model is None else clone(self.model)
         score = self._resolve_score(model)
-        X = self._check_rows(X, reset=True)
+        X = self._check_rows(X, reset=True, mixed=model.likelihood == "mixed")
         if self.random_state is not None:
             model.set_params(random_state=self.random_state)
         model.fit(X)
@@ -257,8 +258,8 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):
         rows = model._validate_X(X, reset=False)
         model._check_support(rows)
         per_feature = model._map_rows(
-            rows, lambda x: -model._decode(model._encode(x)).base_dist.log_prob(x))
-        return per_feature.astype(np.float64).reshape(X.shape)
+            rows, lambda x: -feature_log_prob(model._decode(model._encode(x)), x))
+        return per_feature.astype(np.float64).reshape(len(rows), *model.input_shape_)
 
     def _scores(self, X: np.ndarray) -> np.ndarray:
         """Anomaly scores of validated rows, float64."""
@@ -307,8 +308,13 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):
                              "use score_type='reconstruction' (or 'auto')")
         return self.score_type
 
-    def _check_rows(self, X: Any, *, reset: bool) -> np.ndarray:
-        """float32 rows (or images), finite, of the training width; NaN rows are named."""
+    def _check_rows(self, X: Any, *, reset: bool, mixed: bool | None = None) -> Any:
+        """float32 rows (or images), finite, of the training width; NaN rows are named. A
+        mixed table (``likelihood="mixed"``: text, categories and holes) goes to the model
+        as it is, which checks it against its columns."""
+        mixed = self.model_.likelihood == "mixed" if mixed is None else mixed
+        if mixed:
+            return X
         with input_checks():
             X = validate_data(self, X, reset=reset, dtype=np.float32, allow_nd=True,
                               ensure_all_finite=False, ensure_min_samples=2 if reset else 1)
