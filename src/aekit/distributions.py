@@ -83,6 +83,8 @@ class Likelihood(nn.Module):
     def __init__(self, n_features: int, scale: float = 1.0, standardize: bool = False) -> None:
         super().__init__()
         self.n_features = n_features
+        #: widths of what the encoder sees and of what the decoder gives
+        self.n_inputs, self.n_outputs = n_features, n_features * self.n_params
         self.scale = float(scale)
         self.standardizes = bool(standardize)
         if standardize:

@@ -224,10 +224,9 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     def __init__(self, n_components=2, *, hidden_layer_sizes=(256, 128), activation="relu",
                  likelihood="gaussian_learned", likelihood_scale=1.0, scale="auto",
                  architecture="auto", columns=None, encoder=None, decoder=None, max_iter=100,
-                 batch_size=128,
-                 learning_rate=1e-3, early_stopping=False, validation_fraction=0.1,
-                 n_iter_no_change=10, tol=1e-4, random_state=None, verbose=0, device="auto",
-                 precision="32", on_nan="restore", compile=False,
+                 batch_size=128, learning_rate=1e-3, early_stopping=False,
+                 validation_fraction=0.1, n_iter_no_change=10, tol=1e-4, random_state=None,
+                 verbose=0, device="auto", precision="32", on_nan="restore", compile=False,
                  binarize="none", flush_denormal=True, deterministic=False):
         self.n_components = n_components
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -316,10 +315,10 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         n_features = math.prod(input_shape)
         likelihood = self._make_likelihood(n_features)
         hidden = tuple(self.hidden_layer_sizes)
-        n_out, n_params = self._encoder_outputs, likelihood.n_params
-        n_outputs = getattr(likelihood, "n_outputs", n_features * n_params)
+        n_out, n_params, n_outputs = (self._encoder_outputs, likelihood.n_params,
+                                      likelihood.n_outputs)
         # a mixed table's encoder sees one-hot levels and missingness indicators
-        enc_shape = (likelihood.n_inputs,) if hasattr(likelihood, "n_inputs") else input_shape
+        enc_shape = input_shape if likelihood.n_inputs == n_features else (likelihood.n_inputs,)
         if self.encoder is None:
             encoder = build_encoder(enc_shape, hidden, n_out, self.activation,
                                     self.architecture)
