@@ -264,3 +264,21 @@ def test_an_anomaly_detector_on_a_table_with_categories_and_holes(fitted):
                                   score_type="reconstruction").fit(frame)
     np.testing.assert_allclose(recon.feature_scores(frame).sum(1),
                                recon.anomaly_score(frame), rtol=1e-5, atol=1e-4)
+
+
+def test_multiple_imputations_are_draws_around_the_single_one(fitted):
+    frame, vae = fitted
+    draws = vae.impute(frame, n_draws=20, random_state=0)
+    again = vae.impute(frame, n_draws=20, random_state=0)
+    assert len(draws) == 20
+    pd.testing.assert_frame_equal(draws[3], again[3])                  # seeded
+    hole = frame["weight"].isna().to_numpy()
+    values = np.stack([d.loc[hole, "weight"].to_numpy(dtype=float) for d in draws])
+    assert (values.std(0) > 0.5).all()                                  # they vary
+    single = vae.impute(frame).loc[hole, "weight"].to_numpy(dtype=float)
+    assert np.abs(values.mean(0) - single).mean() < 2.0                 # around the mean
+    seen = ~hole
+    for d in draws[:3]:
+        np.testing.assert_allclose(d.loc[seen, "weight"], frame.loc[seen, "weight"])
+    with pytest.raises(InputError, match="n_draws must be a positive integer"):
+        vae.impute(frame, n_draws=0)

@@ -582,12 +582,19 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
                                  like, as_frame="feature_names_in_" in vars(self))
         return rows.reshape(len(rows), *self.input_shape_)
 
-    def impute(self, X: Any) -> Any:
-        """``X`` with every missing cell filled (``likelihood="mixed"``): the decoder's mean
-        at the code of the row's observed part (the posterior mean for a VAE) for numbers,
-        the more probable value of binary columns and the most probable level of
-        categorical ones; observed cells are kept as they are. Returns the table's own
-        types (a DataFrame for a DataFrame)."""
+    def impute(self, X: Any, n_draws: int | None = None, random_state: Any = None) -> Any:
+        """``X`` with every missing cell filled (``likelihood="mixed"``); observed cells are
+        kept as they are, in the table's own types (a DataFrame for a DataFrame).
+
+        Without ``n_draws``: the decoder's mean at the code of the row's observed part (the
+        posterior mean for a VAE) for numbers, the more probable value of binary columns
+        and the most probable level of categorical ones. With ``n_draws=m``: a list of m
+        multiple imputations, each hole drawn from the model's posterior predictive,
+        z ~ q(z | x_obs) (the code itself for a deterministic model) then x_mis ~ p(x_mis | z):
+        plain posterior-predictive draws, not MIWAE's importance-weighted resampling, so
+        they inherit the error of q as an approximation of p(z | x_obs). ``random_state``
+        seeds the draws.
+        """
         check_is_fitted(self)
         if "columns_" not in vars(self):
             raise InputError(f"impute needs a model of likelihood='mixed' (which trains on rows "
@@ -600,7 +607,22 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             mean = lik.mean(self._decode(self._encode(x)))
             return torch.where(torch.isnan(x), mean, x)
 
-        filled = self._as_data(self._map_rows(rows, fill), like=X)
+        def draw(x: Tensor) -> Tensor:
+            z = self._posterior(x).sample() if self.capabilities.posterior else self._encode(x)
+            return torch.where(torch.isnan(x), self._decode(z).sample(), x)
+
+        if n_draws is None:
+            return self._filled(X, self._map_rows(rows, fill))
+        if not isinstance(n_draws, numbers.Integral) or n_draws < 1:
+            raise InputError(f"n_draws must be a positive integer; got {n_draws!r}")
+        device = self._device()
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(seed(random_state))
+            return [self._filled(X, self._map_rows(rows, draw)) for _ in range(n_draws)]
+
+    def _filled(self, X: Any, rows: np.ndarray) -> Any:
+        """``X`` with its holes taken from the model's ``rows`` (observed cells as given)."""
+        filled = self._as_data(rows, like=X)
         if tables.is_frame(X) and not hasattr(X, "iloc"):
             return filled                   # polars: a pandas DataFrame of the decoded rows
         return tables.fill_holes(X, filled)
