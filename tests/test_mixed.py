@@ -244,7 +244,7 @@ def test_the_imputer_fills_holes_inside_a_pipeline():
         aekit.Imputer(aekit.VAE()).fit(X)
 
 
-def test_an_anomaly_detector_on_a_table_with_categories_and_holes(fitted):
+def test_an_anomaly_detector_on_a_table_with_categories_and_holes(fitted, tmp_path):
     frame, _ = fitted
     det = aekit.AnomalyDetector(aekit.VAE(likelihood="mixed", n_components=2,
                                           **{**SMALL, "max_iter": 60}),
@@ -260,6 +260,9 @@ def test_an_anomaly_detector_on_a_table_with_categories_and_holes(fitted):
     assert per_column.shape == (4, 5)
     assert per_column[0].argmax() == list(frame.columns).index("height")
     assert np.isfinite(per_column).all()
+    det.save(tmp_path / "det.safetensors")
+    again = aekit.load(tmp_path / "det.safetensors")
+    np.testing.assert_array_equal(again.anomaly_score(odd), scores)
     recon = aekit.AnomalyDetector(aekit.VAE(likelihood="mixed", **SMALL),
                                   score_type="reconstruction").fit(frame)
     np.testing.assert_allclose(recon.feature_scores(frame).sum(1),

@@ -165,6 +165,8 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):
         if self.random_state is not None:
             model.set_params(random_state=self.random_state)
         model.fit(X)
+        if model.likelihood == "mixed":         # the table was checked by the model
+            self.n_features_in_ = model.n_features_in_
         self.model_, self.score_type_ = model, score
         a = self._scores(X)
         bad = np.flatnonzero(~np.isfinite(a))
