@@ -2,7 +2,8 @@
 
 Protocol (ADBench, Han et al., NeurIPS 2022, unsupervised setting, its
 ``datasets/data_generator.py``): a data set with more than 10,000 rows is subsampled at
-random to 10,000 and one with fewer than 1,000 rows is resampled with duplicates up to
+random to 10,000 (stratified where a random subsample would keep fewer than two anomalies,
+as for smtp) and one with fewer than 1,000 rows is resampled with duplicates up to
 1,000; 70/30 stratified train/test split; the training part keeps its anomalies,
 unlabelled; min-max scaling fitted on the training part; default hyper-parameters (no
 tuning on test labels); AUCROC on the test part; ``--seeds`` seeds (each seed draws its own
@@ -74,6 +75,11 @@ def split(path: Path, seed: int) -> tuple[np.ndarray, ...]:
     rng = np.random.default_rng(seed)
     if len(y) > MAX_ROWS:
         keep = rng.choice(len(y), MAX_ROWS, replace=False)
+        if np.bincount(y[keep], minlength=2).min() < 2:
+            # too few anomalies left for a stratified split (smtp: 30 in 95,156 rows): a
+            # stratified subsample keeps their share instead
+            keep, _ = train_test_split(np.arange(len(y)), train_size=MAX_ROWS, stratify=y,
+                                       random_state=seed)
         X, y = X[keep], y[keep]
     elif len(y) < MIN_ROWS:
         keep = rng.choice(len(y), MIN_ROWS, replace=True)
