@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
-import os
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
+import results_log
 import torch
 from sklearn.ensemble import IsolationForest
 from sklearn.metrics import roc_auc_score
@@ -147,22 +146,6 @@ def read_table_d4(folder: Path) -> dict[str, dict[str, float]]:
                 for row in csv.DictReader(f)}
 
 
-def load_results(path: Path | None) -> list[dict]:
-    if path is None or not path.exists():
-        return []
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def append_result(path: Path | None, result: dict) -> None:
-    if path is None:
-        return
-    with open(path, "a") as f:
-        f.write(json.dumps(result) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-
-
 def mean_sd(values: list[float]) -> str:
     if not values:
         return "—"
@@ -247,8 +230,6 @@ def main() -> None:
                     help="skip the (dataset, seed, method) results already in --checkpoint-dir")
     ap.add_argument("--write", help="update this markdown file's 'anomaly' section")
     args = ap.parse_args()
-    if args.resume and args.checkpoint_dir is None:
-        raise SystemExit("--resume needs --checkpoint-dir")
     if args.threads:
         torch.set_num_threads(args.threads)
     folder = args.data_dir.resolve()
@@ -267,14 +248,7 @@ def main() -> None:
             print("PyOD is not installed (import pyod failed): its detectors are skipped")
     methods = [m for m in runners if m in wanted or (m.startswith("pyod_") and "pyod" in wanted)]
 
-    log_path = None
-    if args.checkpoint_dir is not None:
-        args.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        log_path = args.checkpoint_dir / "results.jsonl"
-        if log_path.exists() and not args.resume:
-            raise SystemExit(f"{log_path} exists: pass --resume to continue it, or another "
-                             "--checkpoint-dir")
-    results = load_results(log_path) if args.resume else []
+    log_path, results = results_log.open_log(args.checkpoint_dir, args.resume)
     done = {(r["dataset"], r["seed"], r["method"]) for r in results}
     d4 = read_table_d4(folder)
     for path in datasets:
@@ -294,7 +268,7 @@ def main() -> None:
                           "seconds": seconds, "n_train": len(X_train),
                           "n_features": X_train.shape[1], "epochs": args.epochs, **extra}
                 results.append(result)
-                append_result(log_path, result)
+                results_log.append(log_path, result)
                 pub = d4.get(name, {}).get("IForest")
                 print(f"{name} seed {seed} {m}: AUCROC {100 * auc:.1f}"
                       + (f" (IForest in D4: {pub:.1f})" if pub is not None else "")

@@ -28,6 +28,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import results_log
 import torch
 from sklearn.ensemble import IsolationForest
 from sklearn.exceptions import ConvergenceWarning
@@ -121,17 +122,8 @@ def main() -> None:
     runners = {"aekit": run_aekit, "iforest": run_iforest, "ocsvm": run_ocsvm}
     if pyod_ae() is not None:
         runners["pyod_ae"] = pyod_ae()
-    results: dict = {}
-    log = None
-    if args.checkpoint_dir is not None:
-        args.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        log = args.checkpoint_dir / "results.jsonl"
-        if log.exists() and not args.resume:
-            raise SystemExit(f"{log} exists: pass --resume, or another --checkpoint-dir")
-        if log.exists():
-            for line in log.read_text().splitlines():
-                r = json.loads(line)
-                results[(r["class"], r["seed"], r["method"])] = r
+    log, done = results_log.open_log(args.checkpoint_dir, args.resume)
+    results = {(r["class"], r["seed"], r["method"]): r for r in done}
     for c in classes:
         train = X[y == c]
         anomalous = (y_test != c).astype(int)
@@ -145,9 +137,7 @@ def main() -> None:
                      "auroc": float(roc_auc_score(anomalous, scores)),
                      "seconds": time.perf_counter() - start, "epochs": args.epochs}
                 results[(c, seed, m)] = r
-                if log is not None:
-                    with open(log, "a") as f:
-                        f.write(json.dumps(r) + "\n")
+                results_log.append(log, r)
                 print(json.dumps(r), flush=True)
     table = render(results, classes, list(runners), args)
     print(table)

@@ -32,6 +32,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import results_log
 import sklearn.datasets as skd
 import torch
 from sklearn.decomposition import PCA
@@ -184,26 +185,15 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     names = args.datasets.split(",")
-    log = None
-    results: dict = {}
-    if args.checkpoint_dir is not None:
-        args.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        log = args.checkpoint_dir / "results.jsonl"
-        if log.exists() and not args.resume:
-            raise SystemExit(f"{log} exists: pass --resume, or another --checkpoint-dir")
-        if log.exists():
-            for line in log.read_text().splitlines():
-                r = json.loads(line)
-                results[(r["dataset"], r["method"])] = r
+    log, done = results_log.open_log(args.checkpoint_dir, args.resume)
+    results = {(r["dataset"], r["method"]): r for r in done}
     for name in names:
         for method in (*METHODS, "gaussian"):
             if (name, method) in results:
                 continue
             r = {"dataset": name, "method": method, **run(name, method, args)}
             results[(name, method)] = r
-            if log is not None:
-                with open(log, "a") as f:
-                    f.write(json.dumps(r) + "\n")
+            results_log.append(log, r)
             print(json.dumps({k: v for k, v in r.items() if k != "warnings"}), flush=True)
             for w in r.get("warnings", []):
                 print("  warning:", w, flush=True)

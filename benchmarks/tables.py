@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import results_log
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.experimental import enable_iterative_imputer  # noqa: F401
 from sklearn.impute import IterativeImputer, KNNImputer, SimpleImputer
@@ -191,17 +192,8 @@ def main() -> None:
     ap.add_argument("--write")
     args = ap.parse_args()
     tables = args.tables.split(",")
-    results: dict = {}
-    log = None
-    if args.checkpoint_dir is not None:
-        args.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        log = args.checkpoint_dir / "results.jsonl"
-        if log.exists() and not args.resume:
-            raise SystemExit(f"{log} exists: pass --resume, or another --checkpoint-dir")
-        if log.exists():
-            for line in log.read_text().splitlines():
-                r = json.loads(line)
-                results[(r["table"], r["seed"], r["method"])] = r
+    log, done = results_log.open_log(args.checkpoint_dir, args.resume)
+    results = {(r["table"], r["seed"], r["method"]): r for r in done}
     for t in tables:
         truth = load_table(t)
         for seed in range(args.seeds):
@@ -216,9 +208,7 @@ def main() -> None:
                      "columns": truth.shape[1], "seconds": time.perf_counter() - start,
                      **errors(truth, filled, hidden)}
                 results[(t, seed, m)] = r
-                if log is not None:
-                    with open(log, "a") as f:
-                        f.write(json.dumps(r) + "\n")
+                results_log.append(log, r)
                 print(json.dumps(r), flush=True)
     table = render(results, tables, args)
     print(table)
