@@ -292,7 +292,8 @@ def test_the_validation_split_holds_views_not_copies(digits):
 
     x = torch.as_tensor(digits[0][:100])
     est = aekit.AE(early_stopping=True, validation_fraction=0.2)
-    x_tr, _, x_val, _ = _split(est, x, None, torch.Generator().manual_seed(0))
+    x_tr, _, x_val, _, train_index = _split(est, x, None, torch.Generator().manual_seed(0))
+    assert torch.equal(train_index, x_tr.index)
     assert isinstance(x_tr, RowView) and x_tr.base is x and x_val.base is x
     assert x_tr.shape == (80, 64) and len(x_val) == 20
     rows = torch.cat([x_tr.index, x_val.index]).sort().values

@@ -65,6 +65,12 @@ class FitContext:
         The DistributedDataParallel wrapper of the loss under ``torchrun``.
     extra_history : dict
         Per-run lists a model adds to ``history_`` (e.g. greedy pretraining losses).
+    train_index : Tensor or None
+        Positions of the training rows among all rows when early stopping holds some out
+        for validation (None: every row trains), so ``_pretrain`` can keep to them.
+    shared : dict
+        What a model's ``_pretrain`` prepares for its ``_loss`` during this fit (e.g.
+        :class:`~aekit.models.neighbor_ae.NeighborAE`'s neighbour table).
     """
 
     device: torch.device
@@ -77,6 +83,8 @@ class FitContext:
     loss: Callable[[Tensor, Tensor | None], LossTerms] | None = None
     ddp: Any = None
     extra_history: dict[str, list[float]] = field(default_factory=dict)
+    train_index: Tensor | None = None
+    shared: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def standalone(cls, generator: torch.Generator, precision: str = "32") -> FitContext:

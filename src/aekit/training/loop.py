@@ -18,7 +18,7 @@ import math
 import time
 import warnings
 from contextlib import nullcontext
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -105,11 +105,13 @@ def _fit_model(est: Any, data: Any, targets: Any, *, device: torch.device,
         ctx.ddp = DistributedDataParallel(distributed.LossModule(est.module_, ctx),
                                           device_ids=device_ids, broadcast_buffers=False)
     y = est._labels_tensor(targets, x.shape[0], device)
+    split = _split(est, x, y, ctx.split)
+    ctx.train_index = split.train_index
     with flush_denormal(est.flush_denormal and device.type == "cpu"), \
             deterministic_algorithms(est.deterministic and device.type == "cuda"):
         # what _pretrain draws must be the same on every rank: the shared order stream
         est._pretrain(x, y, dataclasses.replace(ctx, generator=ctx.order))
-        fit_loop(est, x, y, ctx, checkpoint_dir=checkpoint_dir,
+        fit_loop(est, x, y, ctx, split, checkpoint_dir=checkpoint_dir,
                  checkpoint_every=checkpoint_every, resume=resume)
         for key, values in ctx.extra_history.items():
             est.history_[key] = values
@@ -132,12 +134,24 @@ def statistics_rows(est: Any, x: Any, ctx: FitContext) -> Any:
     return torch.bernoulli(x, generator=g)
 
 
-def _split(est: Any, x: Any, y: Tensor | None, generator: torch.Generator):
+class Split(NamedTuple):
+    """The training and validation parts of one fit's rows (``x_val`` None without early
+    stopping); ``train_index`` holds the training rows' positions in the whole data (None:
+    every row trains)."""
+
+    x_train: Any
+    y_train: Tensor | None
+    x_val: Any
+    y_val: Tensor | None
+    train_index: Tensor | None
+
+
+def _split(est: Any, x: Any, y: Tensor | None, generator: torch.Generator) -> Split:
     """Hold out ``validation_fraction`` of the rows when early stopping is on: views of
     ``x`` (:class:`~aekit.data.streaming.RowView`, or a stream's subsets), so the data are
     held once; only dynamically binarized validation rows are a copy (binarized once)."""
     if not est.early_stopping:
-        return x, y, None, None
+        return Split(x, y, None, None, None)
     n = x.shape[0]
     n_val = int(round(est.validation_fraction * n))
     if n_val < 1 or n - n_val < 1:
@@ -153,13 +167,13 @@ def _split(est: Any, x: Any, y: Tensor | None, generator: torch.Generator):
         if est.binarize == "dynamic":           # a fixed binarization of each chunk
             x_val.binarize_seed = int(torch.randint(2**31 - 1, (1,), generator=generator,
                                                     device=generator.device))
-        return x_tr, y_tr, x_val, y_va
+        return Split(x_tr, y_tr, x_val, y_va, tr)
     # views of the rows, gathered a minibatch or chunk at a time: the device holds the
     # data once, not once more as training and validation copies
     x_val = RowView(x, va)
     if est.binarize == "dynamic":               # validation rows: binarized once
         x_val = torch.bernoulli(x_val.rows(), generator=generator)
-    return RowView(x, tr), y_tr, x_val, y_va
+    return Split(RowView(x, tr), y_tr, x_val, y_va, tr)
 
 
 def _steps(est: Any, perm: Tensor, world: distributed.World
@@ -285,10 +299,11 @@ def _snapshot(module: torch.nn.Module) -> dict[str, Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
-def fit_loop(est: Any, x: Tensor | StreamedRows, y: Tensor | None, ctx: FitContext, *,
-             checkpoint_dir: str | None = None, checkpoint_every: int = 1,
+def fit_loop(est: Any, x: Tensor | StreamedRows, y: Tensor | None, ctx: FitContext,
+             split: Split, *, checkpoint_dir: str | None = None, checkpoint_every: int = 1,
              resume: bool = False) -> None:
-    """Train ``est.module_`` on the device-resident rows ``x`` (and labels ``y``).
+    """Train ``est.module_`` on the device-resident rows ``x`` (and labels ``y``), split
+    into training and validation parts by ``split`` (:func:`_split`).
 
     Sets ``history_`` (a dict of per-epoch lists: ``loss`` and each logged term, their
     ``val_`` versions when early stopping, and ``time`` in seconds), ``n_iter_`` and
@@ -302,7 +317,7 @@ def fit_loop(est: Any, x: Tensor | StreamedRows, y: Tensor | None, ctx: FitConte
     is none).
     """
     world, order, noise = ctx.world, ctx.order, ctx.generator
-    x_train, y_train, x_val, y_val = _split(est, x, y, ctx.split)
+    x_train, y_train, x_val, y_val, _ = split
     configured = est._configure_optimizers()
     optimizers = list(configured) if isinstance(configured, (list, tuple)) else [configured]
     state = LoopState()
