@@ -75,6 +75,14 @@ def test_the_approximate_table_agrees_with_the_exact_one():
     assert all(i not in row for i, row in enumerate(approx))
 
 
+def test_the_approximate_table_without_its_package_says_what_to_install(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pynndescent", None)      # import fails
+    with pytest.raises(InputError, match=r"aekit\[neighbors\]"):
+        neighbor_table(np.zeros((5, 2), np.float32), 2, method="nndescent")
+
+
 @pytest.mark.parametrize("k, method, match", [(10, "exact", "at least n_neighbors \\+ 1"),
                                               (2, "kd", "knn_method")])
 def test_bad_tables_are_refused(k, method, match):

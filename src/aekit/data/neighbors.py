@@ -58,7 +58,7 @@ def neighbor_table(X: np.ndarray, n_neighbors: int, *, queries: np.ndarray | Non
         except ImportError as err:
             raise InputError(
                 f"knn_method='nndescent' (the 'auto' choice above {EXACT_UP_TO} rows) needs "
-                "the optional package pynndescent: pip install pynndescent, or pass "
+                "the optional package pynndescent: pip install 'aekit[neighbors]', or pass "
                 "knn_method='exact'") from err
         index = NNDescent(X, n_neighbors=n_neighbors + 1, random_state=random_state,
                           n_jobs=1, verbose=False)
