@@ -182,3 +182,29 @@ def test_streaming_is_refused_with_the_reason(tmp_path, digits):
     np.save(path, X[:100])
     with pytest.raises(InputError, match="neighbour table"):
         NeighborAE(**SMALL).fit(str(path), memory_budget=1000)
+
+
+def test_the_report_shows_its_map_and_decodes_a_grid_over_it(fitted, digits, tmp_path):
+    pytest.importorskip("matplotlib")
+    from aekit.reporting.report import write_report
+
+    X, y = digits
+    index = write_report(fitted, X[:400], y[:400], tmp_path / "report", image_shape=(8, 8))
+    text = index.read_text(encoding="utf-8")
+    for figure in ("latent_scatter.png", "manifold_grid.png", "samples.png"):
+        assert figure in text
+        assert (index.parent / figure).stat().st_size > 1000
+    assert "not a density of x" in text
+
+
+def test_the_command_line_fits_and_maps_with_it(tmp_path):
+    from aekit.cli import main
+
+    path = tmp_path / "nae.safetensors"
+    assert main(["fit", "neighbor_ae", "--data", "digits", "--set", "max_iter=2",
+                 "--set", "n_neighbors=5", "-o", str(path)]) == 0
+    model = aekit.load(path)
+    assert type(model) is NeighborAE and model.n_neighbors == 5
+    codes = tmp_path / "codes.npy"
+    assert main(["transform", str(path), "--data", "digits", "-o", str(codes)]) == 0
+    assert np.load(codes).shape[1] == 2
