@@ -229,6 +229,31 @@ def test_cli_fits_imputes_and_samples_a_mixed_csv(capsys, tmp_path):
     assert code == 2 and "written to .csv" in capsys.readouterr().err
 
 
+def test_cli_column_kinds_by_header_name_from_a_config_file(capsys, tmp_path):
+    from aekit.cli import main
+
+    frame = people(n=100)
+    path = tmp_path / "people.csv"
+    frame.to_csv(path, index=False)
+    spec = tmp_path / "spec.toml"
+    spec.write_text('likelihood = "mixed"\nmax_iter = 2\n[columns]\nsmoker = "categorical"\n')
+    model = tmp_path / "m.safetensors"
+    code = main(["fit", "vae", "--data", str(path), "--config", str(spec), "-o", str(model)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "smoker: categorical (2 levels)" in out
+    loaded = aekit.load(model)
+    assert loaded.get_params()["columns"] == {"smoker": "categorical"}   # as the user wrote it
+    kinds = {c["name"]: c["kind"] for c in loaded.columns_}
+    assert kinds["smoker"] == "categorical" and kinds["colour"] == "categorical"
+    spec.write_text('likelihood = "mixed"\n[columns]\nsmokes = "categorical"\n')
+    code = main(["fit", "vae", "--data", str(path), "--config", str(spec), "-o",
+                 str(tmp_path / "other.safetensors")])
+    err = capsys.readouterr().err
+    assert code == 2 and "['smokes']" in err and "smoker" in err
+    assert not (tmp_path / "other.safetensors").exists()
+
+
 def test_the_imputer_fills_holes_inside_a_pipeline():
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline

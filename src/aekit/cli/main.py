@@ -100,10 +100,16 @@ def cmd_fit(args: argparse.Namespace) -> None:
     rank0 = int(os.environ.get("RANK", "0")) == 0
     with claim(args.checkpoint_dir, resume=args.resume, overwrite=args.overwrite, main=rank0):
         X, y, names = read_data(args, allow_text=model.likelihood == "mixed")
+        declared = model.columns
+        if names is not None and isinstance(declared, dict):
+            # the rows reach fit as an array, whose columns are x0, x1, ...: the kinds
+            # declared by header name go in by position, and the names come back below
+            model.set_params(columns=positional_kinds(declared, names))
         start = time.perf_counter()
         model.fit(X, y, checkpoint_dir=args.checkpoint_dir,
                   checkpoint_every=args.checkpoint_every, resume=args.resume,
                   overwrite=args.overwrite, memory_budget=args.memory_budget)
+        model.set_params(columns=declared)
 
     if names is not None:           # a table's header: kept in the model file, for outputs
         model.feature_names_in_ = np.asarray(names, dtype=object)
@@ -248,6 +254,16 @@ def read_data(args: argparse.Namespace, allow_text: bool = False
     return load_data(args.data, args.split, args.memory_budget,
                      columns=getattr(args, "columns", None),
                      label_column=getattr(args, "label_column", None), allow_text=allow_text)
+
+
+def positional_kinds(declared: dict[str, str], names: list[str]) -> dict[str, str]:
+    """``columns=`` kinds keyed by a table's header names, keyed instead by the positional
+    names (x0, x1, ...) of the array the table's rows are read into."""
+    unknown = sorted(set(declared) - set(names))
+    if unknown:
+        raise InputError(f"columns names {unknown} that the table does not have; its columns "
+                         f"are {', '.join(names[:30])}")
+    return {f"x{names.index(name)}": kind for name, kind in declared.items()}
 
 
 def is_mixed(model: Any) -> bool:
