@@ -312,3 +312,29 @@ def test_matplotlib_is_imported_only_inside_functions(module):
     names = [alias.name for node in top_level for alias in node.names]
     names += [node.module or "" for node in top_level if isinstance(node, ast.ImportFrom)]
     assert not [n for n in names if n.startswith("matplotlib")]
+
+
+def test_anomalies_shows_the_least_likely_rows_with_pixel_heat_maps(digits):
+    X, _ = digits
+    model = aekit.AE(likelihood="bernoulli", hidden_layer_sizes=(32,), max_iter=3,
+                     random_state=0).fit(X[:500])
+    ax = plotting.anomalies(model, X[500:700], n=5, image_shape=(8, 8))
+    log_p = np.sort(model.score_samples(X[500:700]))[:5]
+    assert [t.get_text() for t in ax.get_xticklabels()] == [f"{v:.3g}" for v in log_p]
+    assert "least likely rows" in ax.get_title()
+
+
+def test_anomalies_of_a_table_names_the_feature_that_made_the_row_unusual():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 6))
+    model = aekit.AE(hidden_layer_sizes=(16,), max_iter=20, random_state=0).fit(X)
+    X_eval = rng.normal(size=(50, 6))
+    X_eval[7, 4] = 12.0                      # one cell twelve standard deviations out
+    ax = plotting.anomalies(model, X_eval)
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels[-1] == "x4"                # the top bar
+    model.feature_names_in_ = np.array(list("abcdef"), dtype=object)   # as a frame's fit sets
+    with pytest.warns(UserWarning, match="feature names"):
+        ax = plotting.anomalies(model, X_eval)
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels[-1] == "e"

@@ -111,7 +111,7 @@ def test_vae_report_on_digits_is_a_self_contained_folder(vae_report, models, dig
     page, rows = check_folder(vae_report)
     assert set(page.images) == {f"{n}.png" for n in (
         "training_curves", "latent_scatter", "manifold_grid", "reconstructions", "samples",
-        "interpolation", "kl_per_dimension")}
+        "interpolation", "kl_per_dimension", "anomalies")}
     X_test, _ = digits_test
     vae = models["VAE"]
     assert float(rows["mean log-likelihood [nats]"][0]) == pytest.approx(
@@ -168,7 +168,7 @@ def test_tabular_report_skips_image_figures_with_the_reason(tmp_path):
     index = write_report(vae, X, y, tmp_path / "tab", data_name="gaussian 200x5")
     page, _ = check_folder(index)
     assert set(page.images) == {"training_curves.png", "latent_scatter.png",
-                                "kl_per_dimension.png"}
+                                "kl_per_dimension.png", "anomalies.png"}   # a bar chart
     for figure in ("manifold_grid", "reconstructions", "samples", "interpolation"):
         assert f"{figure}: skipped: the data are not images" in "\n".join(page.skips)
 

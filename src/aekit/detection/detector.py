@@ -35,6 +35,17 @@ class NotFittedYet(InputError, NotFittedError):
     """A method that needs a fitted detector was called before ``fit``."""
 
 
+def per_feature_scores(model: Any, X: Any) -> np.ndarray:
+    """``-log p(x_j | z = f(x))`` of every feature of every row of ``X`` under a fitted
+    model, shape ``(n, *row_shape)``: the decoder's likelihood factorises over features, so
+    a row's values sum to ``-log p(x | z = f(x))``. For mixed tables, one value per column."""
+    rows = model._validate_X(X, reset=False)
+    model._check_support(rows)
+    per_feature = model._map_rows(
+        rows, lambda x: -feature_log_prob(model._decode(model._encode(x)), x))
+    return per_feature.astype(np.float64).reshape(len(rows), *model.input_shape_)
+
+
 class AnomalyDetector(OutlierMixin, BaseEstimator):
     """Anomaly detection with any aekit model: rows the model finds unlikely are anomalies.
 
@@ -255,13 +266,7 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):
         ``(n, *row_shape)``; larger = that feature is further from what the model expects.
         """
         self._check_fitted("feature_scores")
-        X = self._check_rows(X, reset=False)
-        model = self.model_
-        rows = model._validate_X(X, reset=False)
-        model._check_support(rows)
-        per_feature = model._map_rows(
-            rows, lambda x: -feature_log_prob(model._decode(model._encode(x)), x))
-        return per_feature.astype(np.float64).reshape(len(rows), *model.input_shape_)
+        return per_feature_scores(self.model_, self._check_rows(X, reset=False))
 
     def _scores(self, X: np.ndarray) -> np.ndarray:
         """Anomaly scores of validated rows, float64."""

@@ -37,6 +37,7 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 
 from aekit import evaluation
+from aekit.detection import per_feature_scores
 from aekit.estimator.latent import ACTIVE_UNIT_THRESHOLD
 from aekit.evaluation.model_measures import has_kl_per_dimension
 from aekit.exceptions import InputError
@@ -385,6 +386,86 @@ def training_curves(model: Any, ax: Any = None) -> Any:
     ax.set_title(f"{_name(model)}: training curves ({len(loss)} epochs)")
     ax.legend(fontsize="small")
     ax.grid(alpha=0.3)
+    return ax
+
+
+#: rows scored for the anomaly figure (the first ones of the evaluation rows)
+MAX_ANOMALY_ROWS = 2000
+
+
+def feature_names(model: Any) -> list[str]:
+    """Names of the model's features: a mixed table's columns, ``feature_names_in_``, or
+    x0, x1, ..."""
+    columns = vars(model).get("columns_")
+    if columns:
+        return [str(c["name"]) for c in columns]
+    names = vars(model).get("feature_names_in_")
+    if names is not None:
+        return [str(n) for n in names]
+    return [f"x{j}" for j in range(math.prod(model.input_shape_))]
+
+
+def anomalies(model: Any, X: Any, n: int = 8, ax: Any = None, image_shape: Any = None) -> Any:
+    """The rows of ``X`` the model finds least likely and where they are unusual.
+
+    Rows are ranked by ``score_samples`` (lowest first, at most the first 2000 rows of
+    ``X`` are scored); "where" is each feature's ``-log p(x_j | z = f(x))`` at the row's code
+    (:func:`aekit.detection.per_feature_scores`). Images: the ``n`` least likely rows above
+    heat maps of their pixels' scores (brighter = less expected; one colour scale for all,
+    clipped at its 99th percentile).
+    Other rows: the ten features that contribute most to the least likely row's score.
+    """
+    check_is_fitted(model)
+    _unconditional(model, "anomalies")
+    X = _first_rows(X, MAX_ANOMALY_ROWS, "anomalies")
+    if not isinstance(n, int | np.integer) or n < 1:
+        raise InputError(f"n must be a positive integer; got {n!r}")
+    log_p = np.asarray(model.score_samples(X), dtype=np.float64)
+    worst = np.argsort(log_p, kind="stable")[:n]
+    scores = per_feature_scores(model, X[worst])                # (n, *row_shape)
+    try:
+        shape = image_shape_of(model, image_shape)
+    except NotApplicableError:
+        shape = None
+    if shape is None:
+        return _anomaly_columns(model, scores[0].ravel(), log_p[worst[0]], ax)
+    import matplotlib
+
+    originals = as_images(X[worst], shape)
+    heat = scores.reshape(len(worst), -1)
+    if len(shape) == 3:             # one value per pixel: the sum over channels
+        heat = heat.reshape(len(worst), shape[0], -1).sum(1)
+        shape = shape[1:]
+    # one scale for all, clipped at the 99th percentile: a single pixel that the model
+    # thought (near) constant can score thousands of nats and would darken every other one
+    lo, hi = float(np.min(heat)), float(np.quantile(heat, 0.99))
+    level = np.clip((heat - lo) / max(hi - lo, 1e-12), 0, 1)
+    heat_rgb = matplotlib.colormaps["inferno"](level)[..., :3]
+    heat_rgb = heat_rgb.reshape(len(worst), *shape[-2:], 3)
+    lo_x, hi_x = value_range(originals)
+    grey = np.clip((originals - lo_x) / (hi_x - lo_x), 0, 1)
+    if grey.ndim == 3:
+        grey = np.repeat(grey[..., None], 3, axis=-1)
+    ax = new_axes(ax, mosaic_size(2, len(worst), grey.shape[1:], 0.65, labels=1.4, below=0.6))
+    show_mosaic(ax, np.stack([grey, heat_rgb]), (0.0, 1.0),
+                row_labels=["row", "-log p(x_j|z)"],
+                col_labels=[f"{v:.3g}" for v in log_p[worst]])
+    ax.set_xlabel("log-likelihood of the row [nats] (score_samples)", fontsize="small")
+    ax.set_title(f"{_name(model)}: least likely rows, and where\n(heat: {lo:.2g} to "
+                 f"{hi:.2g} nats per pixel, the top at the 99th percentile)", fontsize="medium")
+    return ax
+
+
+def _anomaly_columns(model: Any, scores: np.ndarray, log_p: float, ax: Any) -> Any:
+    names = feature_names(model)
+    top = np.argsort(-scores, kind="stable")[:10][::-1]       # largest at the top
+    ax = new_axes(ax, (6.4, 0.35 * len(top) + 1.4))
+    ax.barh(np.arange(len(top)), scores[top], color="C3")
+    ax.set_yticks(np.arange(len(top)), [names[j] for j in top])
+    ax.set_xlabel("-log p(x_j | z = f(x)) [nats]")
+    ax.set_title(f"{_name(model)}: the least likely row (log-likelihood {log_p:.3g} nats): "
+                 "its most unusual features", fontsize="medium")
+    ax.grid(axis="x", alpha=0.3)
     return ax
 
 

@@ -225,6 +225,10 @@ def _figures(model: Any, X: Any, y: Any, X_eval: Any, y_eval: Any, image_shape: 
         ("denoising", "Denoising: corrupted inputs, reconstructions, clean originals.",
          lambda: P.denoising(model, X_eval, **shape),
          None if caps.denoising else f"{name} is not a denoising model"),
+        ("anomalies", "The evaluation rows the model finds least likely (lowest "
+         "score_samples) and where: each feature's -log p(x_j | z) at the row's code, as "
+         "heat maps for images or the top features of the least likely row.",
+         lambda: P.anomalies(model, X_eval, **shape), conditional),
         ("cvae_analogies", "Analogies: each input's code decoded with every label.",
          lambda: P.cvae_analogies(model, X_eval, y_eval, **shape),
          None if caps.conditional else f"{name} is not a conditional model"),
