@@ -254,6 +254,28 @@ def test_cli_column_kinds_by_header_name_from_a_config_file(capsys, tmp_path):
     assert not (tmp_path / "other.safetensors").exists()
 
 
+def test_a_parquet_table_reads_as_the_same_csv_does(tmp_path):
+    pytest.importorskip("pyarrow")
+    from aekit.cli import main
+    from aekit.data.datasets import read_csv_table, read_parquet_table
+
+    frame = people(n=60)
+    frame.to_csv(tmp_path / "p.csv", index=False)
+    frame.to_parquet(tmp_path / "p.parquet")
+    from_csv = read_csv_table(tmp_path / "p.csv", allow_text=True)
+    from_parquet = read_parquet_table(tmp_path / "p.parquet")
+    assert from_parquet.names == from_csv.names
+    for a, b in zip(from_parquet.X.ravel(), from_csv.X.ravel()):
+        assert (a is None and b is None) or a == pytest.approx(b) or a == b
+    model = tmp_path / "m.safetensors"
+    assert main(["fit", "vae", "--data", str(tmp_path / "p.parquet"), "--set",
+                 "likelihood=mixed", "--set", "max_iter=2", "-q", "-o", str(model)]) == 0
+    filled = tmp_path / "f.csv"
+    assert main(["impute", str(model), "--data", str(tmp_path / "p.parquet"), "-q", "-o",
+                 str(filled)]) == 0
+    assert not pd.read_csv(filled).isna().any().any()
+
+
 def test_the_imputer_fills_holes_inside_a_pipeline():
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline

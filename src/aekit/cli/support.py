@@ -94,13 +94,18 @@ def load_data(source: str, split: str, memory_budget: str | None = None,
     file. A ``.npy`` / ``.parquet`` file or a folder larger than the memory budget comes
     back as a (flattened) source to stream. ``columns`` (comma-separated names or 0-based
     indices) picks the feature columns of a .csv, .npy or .npz table and ``label_column``
-    its label column (read as labels, never trained on). ``allow_text``: a .csv's text
-    columns are kept (for ``likelihood="mixed"``)."""
+    its label column (read as labels, never trained on). ``allow_text``: a .csv's or a
+    .parquet file's text columns are kept (for ``likelihood="mixed"``)."""
 
     suffix = Path(source).suffix.lower()
     if suffix == ".csv" and source not in datasets.list_datasets():
         table = datasets.read_csv_table(source, _split_columns(columns), label_column,
                                         sources.memory_budget(memory_budget), allow_text)
+        return table.X, table.y, table.names
+    if suffix == ".parquet" and allow_text and Path(source).is_file():
+        # a mixed table: text and holes, read whole (numeric .parquet streams below)
+        table = datasets.read_parquet_table(source, _split_columns(columns), label_column,
+                                            sources.memory_budget(memory_budget))
         return table.X, table.y, table.names
     if columns is not None or label_column is not None:
         if suffix not in (".npy", ".npz"):

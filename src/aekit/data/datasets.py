@@ -473,7 +473,42 @@ def read_csv_table(path: str | os.PathLike, columns: Sequence[str] | None = None
     if len(lengths) > 1:
         raise InputError(f"{str(path)!r} has rows of different lengths ({lengths}); every row "
                          "needs the same number of columns")
-    names = header or [f"x{i}" for i in range(lengths[0])]
+    return _table_from_rows(path, header, rows, columns, label_column, allow_text)
+
+
+def read_parquet_table(path: str | os.PathLike, columns: Sequence[str] | None = None,
+                       label_column: str | None = None, budget: int | None = None,
+                       allow_text: bool = True) -> Table:
+    """One ``.parquet`` file as features, labels and column names, read as
+    :func:`read_csv_table` reads a CSV's cells (so both give the same table): numbers, text
+    (with ``allow_text``, for ``likelihood="mixed"``), None for missing cells. Needs
+    pyarrow (``pip install 'aekit[parquet]'``); numeric .parquet data that do not fit in
+    memory stream through :mod:`aekit.data.sources` instead."""
+    path = check_file(path)
+    budget = budget_bytes(budget) if budget is None or isinstance(budget, str) else budget
+    if path.stat().st_size * 8 > budget:       # decompressed, as Python objects
+        raise InputError(f"{str(path)!r} is too large to read as a table of mixed types "
+                         f"within the memory budget of {budget} bytes")
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise InputError(f"reading {str(path)!r} needs pyarrow: pip install "
+                         "'aekit[parquet]'") from None
+    table = pq.read_table(path)
+    header = [str(n) for n in table.column_names]
+    values = [table.column(j).to_pylist() for j in range(table.num_columns)]
+    rows = [["" if v is None or (isinstance(v, float) and v != v) else str(v) for v in row]
+            for row in zip(*values)]
+    if not rows:
+        raise InputError(f"{str(path)!r} has no rows")
+    return _table_from_rows(path, header, rows, columns, label_column, allow_text)
+
+
+def _table_from_rows(path: Path, header: list[str] | None, rows: list[list[str]],
+                     columns: Sequence[str] | None, label_column: str | None,
+                     allow_text: bool) -> Table:
+    """Features, labels and names of a table given as text cells (empty = missing)."""
+    names = header or [f"x{i}" for i in range(len(rows[0]))]
     label = None
     if label_column is not None:
         label = _column_index(path, names, label_column, "--label-column")
