@@ -332,3 +332,52 @@ def test_multiple_imputations_are_draws_around_the_single_one(fitted):
         np.testing.assert_allclose(d.loc[seen, "weight"], frame.loc[seen, "weight"])
     with pytest.raises(InputError, match="n_draws must be a positive integer"):
         vae.impute(frame, n_draws=0)
+
+
+# ------------------------------------------------------------------ count columns
+def count_table(n=1500, seed=0):
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=n)
+    frame = pd.DataFrame({"x": z + 0.1 * rng.normal(size=n),
+                          "visits": rng.poisson(np.exp(1 + 0.8 * z)).astype(float),
+                          "group": np.where(z > 0, "hi", "lo")})
+    frame.loc[:19, "visits"] = np.nan
+    return frame
+
+
+def test_a_declared_count_column_is_a_poisson_and_comes_back_as_whole_numbers():
+    frame = count_table()
+    vae = aekit.VAE(likelihood="mixed", columns={"visits": "count"}, hidden_layer_sizes=(32,),
+                    max_iter=40, random_state=0).fit(frame)
+    assert [c["kind"] for c in vae.columns_] == ["numeric", "count", "categorical"]
+    rows = vae.sample(3000, random_state=0)
+    assert rows["visits"].dtype == np.int64 and (rows["visits"] >= 0).all()
+    assert abs(rows["visits"].mean() - frame["visits"].mean()) < 0.5
+    filled = vae.impute(frame)
+    holes = filled.loc[:19, "visits"]
+    assert (holes == np.floor(holes)).all() and (holes >= 0).all()
+    pd.testing.assert_series_equal(filled.loc[20:, "visits"], frame.loc[20:, "visits"])
+    # the column's term is the Poisson log-pmf at the decoder's rate
+    x = torch.as_tensor(vae._validate_X(frame[20:25], reset=False))
+    with torch.no_grad():
+        p_x = vae._decode(vae._encode(x))
+        rate = p_x.count.rate[:, 0]
+        terms = p_x.column_log_prob(x)[:, 1]
+    k = x[:, 1]
+    expected = k * torch.log(rate) - rate - torch.lgamma(k + 1)
+    torch.testing.assert_close(terms, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_counts_are_declared_never_inferred_and_bad_counts_are_refused():
+    frame = count_table(200)
+    inferred = aekit.data.tables.infer_columns(frame)
+    assert inferred[1].kind == "numeric"
+    bad = frame.copy()
+    bad.loc[50, "visits"] = 2.5
+    with pytest.raises(InputError, match="declared count but holds 2.5"):
+        aekit.VAE(likelihood="mixed", columns={"visits": "count"}, **SMALL).fit(bad)
+    vae = aekit.VAE(likelihood="mixed", columns={"visits": "count"}, **SMALL).fit(frame)
+    negative = frame[:5].copy()
+    negative.loc[2, "visits"] = -1
+    with pytest.raises(InputError, match="is a count but holds -1"):
+        vae.score_samples(negative)

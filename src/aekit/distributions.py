@@ -36,6 +36,7 @@ from torch.distributions import (
     Independent,
     Laplace,
     Normal,
+    Poisson,
 )
 
 from aekit._registry import Registry
@@ -44,7 +45,9 @@ from aekit.exceptions import InputError
 LIKELIHOODS: Registry[type] = Registry("likelihood")
 
 #: the column kinds of a mixed table (see :class:`MixedLikelihood`)
-KINDS = ("numeric", "binary", "categorical")
+KINDS = ("numeric", "binary", "count", "categorical")
+#: log-rate of a count column's Poisson, clamped so exp() stays finite (rates e^-20 to e^15)
+LOG_RATE_RANGE = (-20.0, 15.0)
 
 
 def log_mean_exp(log_w: Tensor, dim: int = 0) -> Tensor:
@@ -305,6 +308,7 @@ class MixedLikelihood(Likelihood):
     - numeric: Normal with a learned sigma per column, on the standardised column (with
       ``scale="auto"``) mapped back to the data's units, as ``gaussian_learned``;
     - binary (0 / 1): Bernoulli(logit);
+    - count (0, 1, 2, ...; declared, never inferred): Poisson(exp(log-rate));
     - categorical with L levels (codes 0..L-1): Categorical over the L logits.
 
     ``log_prob`` is a log-density with respect to Lebesgue measure on the numeric columns
@@ -312,8 +316,8 @@ class MixedLikelihood(Likelihood):
     columns are independent given z, so the observed cells' terms are the likelihood of
     the observed part, and training on them maximises the likelihood of what was observed
     (as in HI-VAE and MIWAE). The encoder sees each numeric column standardised, binary
-    columns as 0 / 1, categorical ones one-hot, missing cells as 0 and one missingness
-    indicator per column (:meth:`standardize`).
+    columns as 0 / 1, counts as log(1 + n), categorical ones one-hot, missing cells as 0 and
+    one missingness indicator per column (:meth:`standardize`).
 
     ``columns``: a list of ``{"name", "kind", "levels"}`` (see :mod:`aekit.data.tables`);
     None means every column numeric.
@@ -343,23 +347,25 @@ class MixedLikelihood(Likelihood):
         # (aekit.load) keeps them, and they are made into tensors where they are used
         self._index = {kind: [j for j, k in enumerate(kinds) if k == kind] for kind in KINDS}
         n_num, n_bin = len(self._index["numeric"]), len(self._index["binary"])
+        n_cnt = len(self._index["count"])
         cat_levels = [n for n in levels if n]
         self.max_levels = max(cat_levels, default=0)
-        # decoder outputs: numeric means, binary logits, then each categorical's logits
-        starts = np.cumsum([0, *cat_levels])[:-1] + n_num + n_bin
+        # decoder outputs: numeric means, binary logits, count log-rates, then each
+        # categorical's logits
+        starts = np.cumsum([0, *cat_levels])[:-1] + n_num + n_bin + n_cnt
         self._gather = np.zeros((len(cat_levels), self.max_levels), dtype=np.int64)
         self._valid = np.zeros((len(cat_levels), self.max_levels), dtype=bool)
         for c, (start, n) in enumerate(zip(starts, cat_levels)):
             self._gather[c, :n] = np.arange(start, start + n)
             self._valid[c, :n] = True
         self._tensors: dict = {}
-        self.n_outputs = n_num + n_bin + sum(cat_levels)
-        self.n_inputs = n_num + n_bin + sum(cat_levels) + n_features
+        self.n_outputs = n_num + n_bin + n_cnt + sum(cat_levels)
+        self.n_inputs = self.n_outputs + n_features
         self.n_params = max(1, math.ceil(self.n_outputs / n_features))   # for memory sizing
         self.log_scale = nn.Parameter(torch.full((n_num,), math.log(scale)))
 
     def index(self, name: str, device: torch.device) -> Tensor:
-        """The columns of a kind ("numeric", "binary", "categorical") as a long tensor, or
+        """The columns of a kind ("numeric", "binary", "count", "categorical") as a long tensor, or
         the categorical logits' positions ("gather") and which are levels ("valid")."""
         key = (name, str(device))
         if key not in self._tensors:
@@ -370,14 +376,16 @@ class MixedLikelihood(Likelihood):
         return self._tensors[key]
 
     def standardize(self, x: Tensor) -> Tensor:
-        """The encoder's input ``(..., n_inputs)``: standardised numbers, 0 / 1, one-hot
-        levels, each missing cell 0, then a missingness indicator per column."""
+        """The encoder's input ``(..., n_inputs)``: standardised numbers, 0 / 1,
+        log(1 + count), one-hot levels, each missing cell 0, then a missingness indicator per
+        column."""
         missing = torch.isnan(x)
         numeric = self.index("numeric", x.device)
         num = x[..., numeric]
         if self.standardizes:
             num = (num - self.data_loc[numeric]) / self.data_scale[numeric]
-        parts = [num, x[..., self.index("binary", x.device)]]
+        parts = [num, x[..., self.index("binary", x.device)],
+                 torch.log1p(x[..., self.index("count", x.device)])]
         if self.max_levels:
             codes = x[..., self.index("categorical", x.device)].unsqueeze(-1)  # (..., C, 1)
             levels = torch.arange(self.max_levels, device=x.device, dtype=x.dtype)
@@ -397,8 +405,8 @@ class MixedLikelihood(Likelihood):
 class MixedTable(Distribution):
     """p(x | z) of :class:`MixedLikelihood` for decoder outputs ``(..., n_outputs)``: event
     shape ``(D,)``; ``log_prob`` sums the observed cells' log-probabilities (NaN = missing);
-    ``mean`` is the numeric means, the binary probabilities and the most probable level's
-    code of each categorical column."""
+    ``mean`` is the numeric means, the binary probabilities, the count rates and the most
+    probable level's code of each categorical column."""
 
     arg_constraints: dict = {}
 
@@ -414,6 +422,9 @@ class MixedTable(Distribution):
             sigma = lik.data_scale[numeric] * sigma
         self.numeric = Normal(loc, sigma, validate_args=False)
         self.binary = Bernoulli(logits=params[..., n_num:n_num + n_bin], validate_args=False)
+        n_cnt = len(self.columns["count"])
+        log_rate = params[..., n_num + n_bin:n_num + n_bin + n_cnt].clamp(*LOG_RATE_RANGE)
+        self.count = Poisson(log_rate.exp(), validate_args=False)
         if lik.max_levels:
             logits = params[..., lik.index("gather", device)]                # (..., C, L)
             valid = lik.index("valid", device)
@@ -430,7 +441,8 @@ class MixedTable(Distribution):
         """log p(x_j | z) of each cell, ``(..., D)``; 0 for a missing (NaN) cell."""
         cols = self.columns
         parts = []
-        for idx, dist in ((cols["numeric"], self.numeric), (cols["binary"], self.binary)):
+        for idx, dist in ((cols["numeric"], self.numeric), (cols["binary"], self.binary),
+                          (cols["count"], self.count)):
             v = x[..., idx]
             seen = ~torch.isnan(v)
             lp = dist.log_prob(torch.where(seen, v, torch.zeros_like(v)))
@@ -455,6 +467,7 @@ class MixedTable(Distribution):
                           device=self.lik.log_scale.device)
         out[..., cols["numeric"]] = self.numeric.mean
         out[..., cols["binary"]] = self.binary.probs
+        out[..., cols["count"]] = self.count.mean
         if self.cat_logp is not None:
             out[..., cols["categorical"]] = self.cat_logp.argmax(-1).to(out.dtype)
         return out
@@ -466,6 +479,7 @@ class MixedTable(Distribution):
                           device=self.lik.log_scale.device)
         out[..., cols["numeric"]] = self.numeric.sample(sample_shape)
         out[..., cols["binary"]] = self.binary.sample(sample_shape)
+        out[..., cols["count"]] = self.count.sample(sample_shape)
         if self.cat_logp is not None:
             draws = Categorical(logits=self.cat_logp, validate_args=False).sample(sample_shape)
             out[..., cols["categorical"]] = draws.to(out.dtype)

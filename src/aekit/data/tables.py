@@ -18,7 +18,7 @@ import numpy as np
 
 from aekit.exceptions import InputError
 
-KINDS = ("numeric", "binary", "categorical")
+KINDS = ("numeric", "binary", "count", "categorical")
 #: a categorical column with more levels than this is refused (declare it numeric or drop it)
 MAX_LEVELS = 1000
 
@@ -134,8 +134,16 @@ def infer_columns(X: Any, declared: dict[str, str] | None = None) -> list[Column
         elif kind == "binary" and not (all_numbers and set(numbers) <= {0.0, 1.0}):
             raise InputError(f"column {name!r} is declared binary but holds values other than "
                              "0 / 1 / True / False")
+        elif kind == "count" and not (all_numbers and all(_is_count(n) for n in numbers)):
+            bad = next(v for v, n in zip(present, numbers) if n is None or not _is_count(n))
+            raise InputError(f"column {name!r} is declared count but holds {bad!r:.40}; counts "
+                             "are whole numbers 0, 1, 2, ...")
         columns.append(Column(name, kind, levels))
     return columns
+
+
+def _is_count(n: float) -> bool:
+    return math.isfinite(n) and n >= 0 and float(n).is_integer()
 
 
 def _level(v: Any) -> str:
@@ -183,6 +191,9 @@ def encode(X: Any, columns: list[Column], where: str = "X") -> np.ndarray:
                                          f"holds {v!r:.40}") from None
                 if spec.kind == "binary" and n not in (0.0, 1.0):
                     raise InputError(f"{where}: column {spec.name!r} is binary but holds {v!r}")
+                if spec.kind == "count" and not _is_count(n):
+                    raise InputError(f"{where}: column {spec.name!r} is a count but holds "
+                                     f"{v!r:.40} (row {i}); counts are whole numbers 0, 1, 2, ...")
                 if not math.isfinite(n):
                     raise InputError(f"{where}: column {spec.name!r} holds {n} (row {i})")
                 out[i, j] = n
@@ -192,7 +203,8 @@ def encode(X: Any, columns: list[Column], where: str = "X") -> np.ndarray:
 def decode(rows: np.ndarray, columns: list[Column], like: Any = None,
            as_frame: bool = False) -> Any:
     """Rows of numbers ``(n, D)`` back in the table's types: level names for categorical
-    columns, 0 / 1 for binary ones (rounded probabilities), floats for numeric ones. A
+    columns, 0 / 1 for binary ones (rounded probabilities), whole numbers for counts (the
+    floor of the rate: a Poisson's most probable value), floats for numeric ones. A
     pandas DataFrame when ``like`` is one (its dtypes restored where they fit: bool,
     integers, categories) or ``as_frame`` (when pandas is installed), else an object array."""
     data: dict[str, Any] = {}
@@ -203,6 +215,8 @@ def decode(rows: np.ndarray, columns: list[Column], like: Any = None,
             data[spec.name] = np.array([spec.levels[c] for c in codes], dtype=object)
         elif spec.kind == "binary":
             data[spec.name] = np.round(col).astype(np.int64)
+        elif spec.kind == "count":      # a Poisson's most probable value: floor of its rate
+            data[spec.name] = np.floor(np.maximum(col, 0)).astype(np.int64)
         else:
             data[spec.name] = col.astype(np.float32)    # what the model computes in
     pandas_like = like is not None and is_frame(like) and hasattr(like, "iloc")

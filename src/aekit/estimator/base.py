@@ -129,10 +129,11 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         range (e.g. "bernoulli") as it is; "none" never standardises.
     architecture : {"auto", "mlp", "conv"}, default="auto"
         "auto" uses small conv nets for image-shaped input and MLPs for flat rows.
-    columns : dict of str to {"numeric", "binary", "categorical"}, optional
+    columns : dict of str to {"numeric", "binary", "count", "categorical"}, optional
         With ``likelihood="mixed"``: the kind of these columns, overriding what is inferred
         from the table (bool columns and numbers that are all 0 / 1 are binary, other
-        numbers numeric, text and pandas categories categorical).
+        numbers numeric, text and pandas categories categorical). "count" (a Poisson over
+        0, 1, 2, ...) is never inferred: declare it.
     encoder, decoder : nn.Module, callable, str or (str, dict), optional
         Your own networks instead of the built-in ones: a module (copied at each fit, so
         yours is never changed), a factory ``(input_shape, n_outputs) -> nn.Module``, or
