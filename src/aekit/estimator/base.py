@@ -17,8 +17,10 @@ hook                             contract (who calls it, when)
 ``_fit_targets(y)``              check ``y`` before training; returns the fitted attributes it
                                  gives (e.g. ``classes_``) and per-row targets for the loop
 ``_labels_tensor(t, n, device)`` the targets as a device tensor for the loop (None: no ``y``)
-``_pretrain(x, y, ctx)``         once after ``_build`` and before the loop (codebook start,
-                                 greedy layer-wise pretraining); draws from ``ctx.generator``
+``_pretrain(x, y, ctx)``         once after ``_build`` and the validation split, before the
+                                 loop (codebook start, greedy layer-wise pretraining, a
+                                 neighbour table); ``ctx.train_index`` names the training
+                                 rows; draws from ``ctx.generator``
 ``_loss(x, y, ctx)``             :class:`~aekit.training.LossTerms`, batch-averaged, nats per
                                  example; noise from ``ctx.randn``; the epoch is ``ctx.epoch``
 ``_configure_optimizers()``      the optimizer(s); several for adversarial models
