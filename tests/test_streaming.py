@@ -482,8 +482,12 @@ def test_streaming_keeps_peak_memory_bounded(tmp_path):
     small, large = _big_npy(tmp_path / "small.npy", 20_000), _big_npy(tmp_path / "large.npy",
                                                                       80_000)
     budget = str(16 * 2**20)
-    small_growth, small_loss = _peak(tmp_path / "small.npy", budget)
-    large_growth, _ = _peak(tmp_path / "large.npy", budget)
+    # the process's own overhead varies by tens of MB from run to run (allocator caching,
+    # pages of the mapped file kept resident): the smaller of two runs of each is the
+    # measurement, since that noise only adds
+    (small_growth, small_loss), (large_growth, _) = (
+        min(_peak(tmp_path / name, budget), _peak(tmp_path / name, budget))
+        for name in ("small.npy", "large.npy"))
     memory_growth, memory_loss = _peak(tmp_path / "small.npy", "none")
     print(f"peak growth [MiB]: streamed {small_growth / 2**20:.1f} ({small / 2**20:.0f} MiB "
           f"of data), {large_growth / 2**20:.1f} ({large / 2**20:.0f} MiB); in memory "
