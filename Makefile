@@ -1,4 +1,5 @@
-# The two commands of the README: `make demo` (the main job) and `make test` (the suite).
+# The two commands of the README: `make demo` (the main job) and `make test` (the suite);
+# `make docs` builds the documentation site into docs/_build/html.
 # Each creates .venv and installs what it needs; torch is pinned to the CPU build that this
 # project's machines keep on local disk (a plain `torch` would pull a multi-GB CUDA build).
 PYTHON ?= python3
@@ -6,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 
-.PHONY: demo test lint bench browser pythae-env clean
+.PHONY: demo test lint bench browser pythae-env clean docs docs-full docs-quick
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +30,21 @@ browser:
 	  && (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
 	  || echo "chromium not installed: the browser test will be skipped"; }
 
+# The documentation site (Sphinx): the tutorials run with their real epochs (a few minutes
+# on 2 cores); docs-quick runs them with few epochs and rows, as the test suite does.
+# Warnings, broken references and tutorials that raise fail the build.
+SPHINX := $(BIN)/python -m sphinx -b html -W --keep-going -q -d docs/_build/doctrees
+
+docs: $(BIN)/.installed
+	$(SPHINX) docs docs/_build/html
+	@echo "open docs/_build/html/index.html"
+
+docs-full: docs
+
+docs-quick: $(BIN)/.installed
+	AEKIT_DOCS_QUICK=1 $(SPHINX) docs docs/_build/html
+	@echo "open docs/_build/html/index.html (quick build: few epochs)"
+
 # pythae in its own environment, for benchmarks/speed.py (not an aekit dependency).
 pythae-env:
 	$(PYTHON) -m venv .venv-pythae
@@ -42,4 +58,5 @@ bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/core_speed.py
 
 clean:
-	rm -rf $(VENV) aekit-demo .pytest_cache
+	rm -rf $(VENV) aekit-demo .pytest_cache docs/_build docs/auto_tutorials docs/api/generated \
+	  docs/sg_execution_times.rst

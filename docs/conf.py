@@ -1,0 +1,89 @@
+"""Sphinx configuration of aekit's documentation.
+
+``make docs`` builds it with real epochs; ``make docs-quick`` (``AEKIT_DOCS_QUICK=1``) runs
+the same tutorial scripts with few epochs and rows, for the test suite.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+import aekit
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE / "_ext"))
+
+# The tutorials run in this process and train small networks: one thread is faster for
+# them and keeps a shared machine steady (the test suite does the same).
+torch.set_num_threads(1)
+QUICK = os.environ.get("AEKIT_DOCS_QUICK", "") not in ("", "0")
+
+project = "aekit"
+author = "the aekit authors"
+copyright = "the aekit authors, BSD 3-Clause License"
+version = release = aekit.__version__
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.intersphinx",
+    "sphinx.ext.mathjax",
+    "numpydoc",
+    "sphinx_gallery.gen_gallery",
+    "sphinxarg.ext",
+    "myst_parser",
+    "aekit_docs",
+]
+
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+exclude_patterns = ["_build", "tutorials/README.rst", "**/GALLERY_HEADER.rst",
+                    "auto_tutorials/*.ipynb", "auto_tutorials/*.py", "auto_tutorials/*.zip",
+                    "auto_tutorials/*.codeobj.json", "auto_tutorials/*.md5"]
+templates_path = ["_templates"]
+html_static_path = ["_static"]
+
+# MathJax is fetched by the reader's browser; the site itself builds offline.
+html_theme = "furo"
+html_title = f"aekit {release}"
+html_show_sourcelink = False
+
+autosummary_generate = True
+autodoc_default_options = {"members": False, "inherited-members": False}
+autodoc_typehints = "none"
+numpydoc_show_class_members = False
+numpydoc_class_members_toctree = False
+numpydoc_validation_checks: set[str] = set()
+numpydoc_xref_param_type = False
+
+# No network at build time: intersphinx links need inventories that are not fetched here.
+intersphinx_mapping: dict = {}
+
+myst_enable_extensions = ["dollarmath"]
+myst_heading_anchors = 3
+
+sphinx_gallery_conf = {
+    "examples_dirs": ["tutorials"],
+    "gallery_dirs": ["auto_tutorials"],
+    "filename_pattern": r"/chapter_",
+    "within_subsection_order": "FileNameSortKey",
+    "download_all_examples": False,
+    "remove_config_comments": True,
+    "abort_on_example_error": False,
+    "only_warn_on_example_error": False,
+    "plot_gallery": "True",
+    "matplotlib_animations": False,
+    "min_reported_time": 1,
+    "show_memory": False,
+    "write_computation_times": True,
+    "image_scrapers": ("matplotlib",),
+    "reset_modules": ("matplotlib",),
+    "backreferences_dir": None,
+    # a full build after a quick one (or back) must run every script again
+    "run_stale_examples": True,
+}
+
+nitpicky = False
