@@ -47,6 +47,26 @@ def test_bernoulli_is_binary_cross_entropy(xy):
     torch.testing.assert_close(ll, -bce)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_bernoulli_log_prob_matches_torch_at_any_logit(dtype):
+    """The two-pass form x l - softplus(l) against torch's binary cross-entropy, in value
+    and gradient, over logits from -200 to 200, binary and grey targets, and with the
+    target broadcast over a leading axis of importance samples (K, B, D) as scoring does."""
+    g = torch.Generator().manual_seed(1)
+    logits = torch.cat([torch.linspace(-200, 200, 401), torch.randn(399, generator=g) * 8])
+    logits = logits.to(dtype).reshape(2, 4, 100).requires_grad_(True)        # (K, B, D)
+    x = torch.cat([torch.randint(0, 2, (4, 50), generator=g).to(dtype),
+                   torch.rand(4, 50, generator=g, dtype=dtype)], dim=1)      # (B, D)
+    ours = get_likelihood("bernoulli", 100)(logits).log_prob(x)              # (K, B)
+    (grad_ours,) = torch.autograd.grad(ours.sum(), logits)
+    reference = -F.binary_cross_entropy_with_logits(
+        logits, x.expand_as(logits), reduction="none").sum(-1)
+    (grad_ref,) = torch.autograd.grad(reference.sum(), logits)
+    assert ours.shape == (2, 4)
+    torch.testing.assert_close(ours, reference, rtol=0, atol=1e-4)
+    torch.testing.assert_close(grad_ours, grad_ref, rtol=0, atol=1e-6)
+
+
 def test_laplace_is_l1_plus_constant(xy):
     x, mu = xy
     b = 2.0

@@ -219,6 +219,32 @@ def test_compile_falls_back_to_eager_with_a_warning(digits, monkeypatch):
     assert_same_weights(weights(model), weights(reference))
 
 
+def test_compiled_scoring_sees_one_chunk_shape_and_scores_as_eager(digits, monkeypatch):
+    """With compile=True, score_samples pads a short last chunk to the chunk size (and drops
+    the padding's scores), so the compiled function compiles for one shape, not two; the
+    scores are those of the eager path, row for row."""
+    from aekit.estimator import inference
+
+    X, _ = digits
+    model = aekit.VAE(likelihood="bernoulli", **{**SMALL, "max_iter": 1}).fit(X / 16.0)
+    rows = X[:50] / 16.0
+    monkeypatch.setattr(inference, "rows_per_chunk", lambda *a, **k: 16)  # 16+16+16+2 rows
+    eager = model.score_samples(rows)
+    shapes = []
+
+    def recording(fn, **kwargs):            # stands in for torch.compile: records shapes
+        def run(x, eps):
+            shapes.append(tuple(x.shape))
+            return fn(x, eps)
+        return run
+
+    monkeypatch.setattr(torch, "compile", recording)
+    model.set_params(compile=True)
+    scores = model.score_samples(rows)
+    assert set(shapes) == {(16, 64)} and len(shapes) == 4
+    np.testing.assert_array_equal(scores, eager)
+
+
 def test_compile_does_not_rerun_a_step_that_failed_for_another_reason(monkeypatch):
     """Only the compiler's own errors fall back to eager: an out-of-memory error or a device
     assert inside the compiled call is raised as it is, never run a second time (which would

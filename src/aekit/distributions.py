@@ -162,7 +162,7 @@ class BernoulliLikelihood(Likelihood):
     support = (0.0, 1.0)
 
     def base_distribution(self, params: Tensor) -> Distribution:
-        return Bernoulli(logits=params, validate_args=False)
+        return LogitBernoulli(logits=params, validate_args=False)
 
 
 @LIKELIHOODS.register("continuous_bernoulli")
@@ -208,6 +208,20 @@ def continuous_bernoulli_log_norm(logits: Tensor) -> Tensor:
     s = logits.clamp(-_CB_TAYLOR_BELOW, _CB_TAYLOR_BELOW).square()
     taylor = math.log(2.0) + s * (1 / 12 + s * (-7 / 1440 + s * (31 / 90720)))
     return torch.where(logits.abs() < _CB_TAYLOR_BELOW, taylor, exact)
+
+
+class LogitBernoulli(Bernoulli):
+    """torch's ``Bernoulli(logits)`` with ``log_prob(x) = x l - softplus(l)``: the same
+    value as torch's (minus the binary cross-entropy with logits) in two elementwise passes
+    instead of about six, where scoring with many importance samples spends most of its
+    time outside the matrix products. Exact in float32 for logits of any size: the
+    difference to torch's is below 1e-6 per feature (softplus switches to the identity
+    above 20, where log1p(e^-20) is 2e-9).
+    """
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        logits = self.logits
+        return value * logits - torch.nn.functional.softplus(logits)
 
 
 class LogitContinuousBernoulli(ContinuousBernoulli):
@@ -421,7 +435,8 @@ class MixedTable(Distribution):
             loc = lik.data_loc[numeric] + lik.data_scale[numeric] * loc
             sigma = lik.data_scale[numeric] * sigma
         self.numeric = Normal(loc, sigma, validate_args=False)
-        self.binary = Bernoulli(logits=params[..., n_num:n_num + n_bin], validate_args=False)
+        self.binary = LogitBernoulli(logits=params[..., n_num:n_num + n_bin],
+                                     validate_args=False)
         n_cnt = len(self.columns["count"])
         log_rate = params[..., n_num + n_bin:n_num + n_bin + n_cnt].clamp(*LOG_RATE_RANGE)
         self.count = Poisson(log_rate.exp(), validate_args=False)

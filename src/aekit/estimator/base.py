@@ -548,10 +548,11 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         return next(self.module_.parameters()).device
 
     def _map_rows(self, X: Any, fn: Any, draws: int = 1,
-                  others: tuple[np.ndarray, ...] = ()) -> np.ndarray:
+                  others: tuple[np.ndarray, ...] = (), *, same_shape: bool = False
+                  ) -> np.ndarray:
         """``fn(x, *others)`` over chunks of rows in inference mode, as numpy (see
         :func:`aekit.estimator.inference.map_rows`)."""
-        return inference.map_rows(self, X, fn, draws, others)
+        return inference.map_rows(self, X, fn, draws, others, same_shape=same_shape)
 
     def _eval_noise(self, n_draws: int | None = None) -> Tensor:
         """Common random numbers ``(K, k)``: the same draws for every row, so a row's score
@@ -673,7 +674,9 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         if self.compile:
             log_likelihood = self.__dict__.setdefault(
                 "_compiled_log_likelihood", compiled(self._log_likelihood, "score_samples"))
-        return self._map_rows(X, lambda x: log_likelihood(x, eps), draws=len(eps))
+        # compiled: every chunk of one shape, so the function compiles once
+        return self._map_rows(X, lambda x: log_likelihood(x, eps), draws=len(eps),
+                              same_shape=self.compile)
 
     def score(self, X: Any, y: Any = None) -> float:
         """Mean log-likelihood of the rows of ``X`` in nats (larger is better)."""

@@ -76,10 +76,14 @@ def computing(est: Any, device: torch.device) -> Iterator[None]:
 
 
 def map_rows(est: Any, X: Any, fn: Any, draws: int = 1,
-             others: tuple[np.ndarray, ...] = ()) -> np.ndarray:
+             others: tuple[np.ndarray, ...] = (), *, same_shape: bool = False) -> np.ndarray:
     """Apply ``fn(x, *others)`` to chunks of the rows of ``X`` under inference mode and
     ``est``'s precision; concatenate as numpy. ``X`` is an array or a checked stream;
-    ``others`` are arrays aligned with ``X`` (e.g. labels), chunked alongside."""
+    ``others`` are arrays aligned with ``X`` (e.g. labels), chunked alongside.
+
+    ``same_shape`` pads a short last chunk to the full chunk size (repeating its last row)
+    and drops the padding's results, so that a compiled ``fn`` (whose rows are scored
+    independently of each other) sees one shape and compiles once, not twice."""
     # rows of codes (inverse_transform) are narrow, but each is decoded to a full row of
     # the likelihood's parameters: size the chunks by the data's width, not the input's
     n_features = max(X.shape[1], math.prod(getattr(est, "input_shape_", ())))
@@ -90,9 +94,13 @@ def map_rows(est: Any, X: Any, fn: Any, draws: int = 1,
     with computing(est, device):
         for rows in streaming.row_chunks(X, chunk):
             x = torch.as_tensor(rows, device=device)
-            rest = [torch.as_tensor(o[start:start + len(x)], device=device) for o in others]
-            out.append(fn(x, *rest).float().cpu().numpy())
-            start += len(x)
+            n = len(x)
+            rest = [torch.as_tensor(o[start:start + n], device=device) for o in others]
+            if same_shape and n < chunk:
+                x, *rest = (torch.cat([t, t[-1:].expand(chunk - n, *t.shape[1:])])
+                            for t in (x, *rest))
+            out.append(fn(x, *rest)[:n].float().cpu().numpy())
+            start += n
     return np.concatenate(out)
 
 
