@@ -44,9 +44,12 @@ exclude_patterns = ["_build", "tutorials/README.rst", "**/GALLERY_HEADER.rst",
                     "auto_tutorials/*.ipynb", "auto_tutorials/*.py", "auto_tutorials/*.zip",
                     "auto_tutorials/*.codeobj.json", "auto_tutorials/*.md5"]
 templates_path = ["_templates"]
+# a literal block without a language (e.g. the command line's usage lines) stays plain text
+highlight_language = "none"
 html_static_path = ["_static"]
 
-# MathJax is fetched by the reader's browser; the site itself builds offline.
+# The site builds offline; MathJax (formulas) is fetched by the reader's browser, and
+# without a network a formula shows as its TeX source.
 html_theme = "furo"
 html_title = f"aekit {release}"
 html_show_sourcelink = False
@@ -68,7 +71,9 @@ myst_heading_anchors = 3
 sphinx_gallery_conf = {
     "examples_dirs": ["tutorials"],
     "gallery_dirs": ["auto_tutorials"],
-    "filename_pattern": r"/chapter_",
+    # AEKIT_DOCS_ONLY (a regular expression) runs only the matching scripts; the others
+    # are rendered without output
+    "filename_pattern": os.environ.get("AEKIT_DOCS_ONLY", r"/chapter_"),
     "within_subsection_order": "FileNameSortKey",
     "download_all_examples": False,
     "remove_config_comments": True,

@@ -80,8 +80,9 @@ fig.tight_layout()
 # training on labels is the accuracy of a 1-nearest-neighbour classifier in code space.
 
 knn = aekit.evaluation.knn_accuracy
-print(f"1-NN accuracy of the 2-D codes: VAE {knn(vae.transform(X), y, vae.transform(X_test), y_test):.3f},"
-      f" PCA {knn(pca.transform(X), y, Z_pca, y_test):.3f}")
+acc_vae = knn(vae.transform(X), y, vae.transform(X_test), y_test)
+acc_pca = knn(pca.transform(X), y, Z_pca, y_test)
+print(f"1-NN accuracy of the 2-D codes: VAE {acc_vae:.3f}, PCA {acc_pca:.3f}")
 
 # %%
 # ``inverse_transform`` and ``reconstruct``: back to the data
