@@ -87,7 +87,7 @@ def test_the_default_model_is_a_learned_sigma_vae():
     X = gaussian_rows(64, np.random.default_rng(1))
     det = AnomalyDetector(random_state=0).fit(X)
     assert det.model is None
-    assert type(det.model_) is aekit.VAE and det.model_.likelihood == "gaussian_learned"
+    assert type(det.model_) is aekit.VAE and det.model_.likelihood_ == "gaussian_learned"
     assert det.score_type_ == "nll" and det.model_.random_state == 0
 
 

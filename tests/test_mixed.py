@@ -85,7 +85,56 @@ def test_new_levels_and_other_columns_are_refused_after_fit(fitted):
 
 def test_text_columns_without_mixed_point_to_it():
     with pytest.raises(InputError, match="use likelihood='mixed'"):
-        aekit.VAE(**SMALL).fit(people(holes=False))
+        aekit.VAE(likelihood="gaussian_learned", **SMALL).fit(people(holes=False))
+
+
+@pytest.mark.parametrize("holes", [False, True])
+def test_the_default_likelihood_chooses_mixed_for_a_table_that_needs_it(holes, tmp_path):
+    """likelihood="auto": one likelihood per column for a DataFrame with text (or text
+    and holes); the choice is ``likelihood_``, kept in the model file; the parameter
+    stays "auto" (so a clone chooses again on its own data)."""
+    frame = people(holes=holes)
+    vae = aekit.VAE(**SMALL).fit(frame)
+    assert vae.likelihood == "auto" and vae.likelihood_ == "mixed"
+    assert [c["kind"] for c in vae.columns_] == [c["kind"] for c in
+                                                 aekit.VAE(likelihood="mixed", **SMALL)
+                                                 .fit(frame).columns_]
+    assert np.isfinite(vae.score_samples(frame)).all()
+    vae.save(tmp_path / "m.safetensors")
+    loaded = aekit.load(tmp_path / "m.safetensors")
+    assert loaded.likelihood_ == "mixed"
+    np.testing.assert_allclose(loaded.score_samples(frame), vae.score_samples(frame),
+                               rtol=1e-6)
+
+
+def test_the_default_likelihood_keeps_numeric_data_as_before():
+    """Arrays, numeric DataFrames without holes, and images: "auto" is the learned-sigma
+    Gaussian, the same fit bit for bit as naming it; a numeric DataFrame with a hole is a
+    table with holes (mixed); a numeric array with a NaN is refused, pointing to mixed."""
+    pd = pytest.importorskip("pandas")
+    X = np.random.default_rng(0).normal(size=(120, 4)).astype(np.float32)
+    frame = pd.DataFrame(X, columns=list("abcd"))
+    for data in (X, frame):
+        auto = aekit.VAE(**SMALL).fit(data)
+        named = aekit.VAE(likelihood="gaussian_learned", **SMALL).fit(data)
+        assert auto.likelihood_ == "gaussian_learned"
+        np.testing.assert_array_equal(auto.transform(X), named.transform(X))
+    frame.iloc[3, 1] = np.nan
+    assert aekit.VAE(**SMALL).fit(frame).likelihood_ == "mixed"
+    X[3, 1] = np.nan
+    with pytest.raises(InputError, match="missing \\(NaN\\).*likelihood='mixed'"):
+        aekit.VAE(**SMALL).fit(X)
+    assert aekit.AE(**SMALL).fit(np.random.default_rng(0).random((40, 8, 8))).likelihood_ \
+        == "gaussian_learned"
+
+
+def test_declared_columns_make_auto_mixed():
+    vae = aekit.VAE(columns={"smoker": "categorical"}, **SMALL).fit(people(holes=False))
+    assert vae.likelihood_ == "mixed"
+    assert {c["name"]: c["kind"] for c in vae.columns_}["smoker"] == "categorical"
+    with pytest.raises(InputError, match="needs likelihood='mixed'"):
+        aekit.VAE(likelihood="gaussian", columns={"smoker": "categorical"}, **SMALL).fit(
+            people(holes=False))
 
 
 @pytest.mark.parametrize("model", ["cvae", "m2", "stacked_ae", "vamp_vae"])
@@ -288,7 +337,9 @@ def test_the_imputer_fills_holes_inside_a_pipeline():
                          LogisticRegression())
     assert pipe.fit(X, y).score(X, y) > 0.8
     with pytest.raises(InputError, match="Imputer needs a model of likelihood='mixed'"):
-        aekit.Imputer(aekit.VAE()).fit(X)
+        aekit.Imputer(aekit.VAE(likelihood="gaussian_learned")).fit(X)
+    # the default likelihood ("auto") is taken as "mixed": imputing models the holes
+    assert aekit.Imputer(aekit.VAE(**SMALL)).fit(X).model_.likelihood_ == "mixed"
 
 
 def test_an_anomaly_detector_on_a_table_with_categories_and_holes(fitted, tmp_path):
@@ -310,8 +361,9 @@ def test_an_anomaly_detector_on_a_table_with_categories_and_holes(fitted, tmp_pa
     det.save(tmp_path / "det.safetensors")
     again = aekit.load(tmp_path / "det.safetensors")
     np.testing.assert_array_equal(again.anomaly_score(odd), scores)
-    recon = aekit.AnomalyDetector(aekit.VAE(likelihood="mixed", **SMALL),
+    recon = aekit.AnomalyDetector(aekit.VAE(**SMALL),      # "auto": mixed for this table
                                   score_type="reconstruction").fit(frame)
+    assert recon.model_.likelihood_ == "mixed"
     np.testing.assert_allclose(recon.feature_scores(frame).sum(1),
                                recon.anomaly_score(frame), rtol=1e-5, atol=1e-4)
 

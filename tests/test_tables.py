@@ -128,10 +128,25 @@ def test_cli_fits_a_csv_and_writes_csv_outputs_with_the_tables_names(capsys, win
 
 def test_cli_refuses_a_text_column_in_one_line_and_writes_nothing(capsys, wine_csv, tmp_path):
     code, _, err = run(capsys, "fit", "vae", "--data", wine_csv, "-o",
-                       tmp_path / "m.safetensors")
+                       tmp_path / "m.safetensors", "--set", "likelihood=gaussian_learned")
     assert code == 2
     assert err.count("\n") == 1 and "column 'cultivar' holds text" in err
     assert not (tmp_path / "m.safetensors").exists()
+
+
+def test_cli_default_likelihood_models_a_text_column_per_column(capsys, wine_csv, tmp_path):
+    """With the default likelihood ("auto") a .csv with a text column trains one likelihood
+    per column, and says so; a numeric .csv trains as before."""
+    code, out, err = run(capsys, "fit", "vae", "--data", wine_csv, "-o",
+                         tmp_path / "m.safetensors", "--set", "max_iter=2")
+    assert code == 0, err
+    assert "chosen: likelihood 'mixed'" in out and "cultivar: categorical" in out
+    assert aekit.load(tmp_path / "m.safetensors").likelihood_ == "mixed"
+    code, out, err = run(capsys, "fit", "vae", "--data", wine_csv, "--columns",
+                         "alcohol,malic", "-o", tmp_path / "n.safetensors",
+                         "--set", "max_iter=2")
+    assert code == 0, err
+    assert "chosen: likelihood 'gaussian_learned'" in out
 
 
 def test_cli_picks_columns_of_an_npy_table_by_index(capsys, wine, tmp_path):
@@ -181,7 +196,8 @@ def test_pandas_text_and_category_columns_are_named(pd, wine):
     frame["region"] = ["north", "south"] * 89
     frame["grade"] = pd.Categorical(["a", "b"] * 89)
     with pytest.raises(InputError, match=r"non-numeric column\(s\) 'region' \(.*\), 'grade'"):
-        aekit.VAE(**SMALL).fit(frame)
+        aekit.VAE(likelihood="gaussian_learned", **SMALL).fit(frame)
+    assert aekit.VAE(**SMALL).fit(frame).likelihood_ == "mixed"      # the default models it
 
 
 def test_pandas_integer_and_boolean_columns_work(pd):
@@ -211,4 +227,5 @@ def test_polars_frames_are_accepted(wine):
     assert vae.transform(frame).shape == (178, 2)
     bad = frame.with_columns(pl.Series("region", ["n", "s"] * 89))
     with pytest.raises(InputError, match="non-numeric column.*'region'"):
-        aekit.VAE(**SMALL).fit(bad)
+        aekit.VAE(likelihood="gaussian_learned", **SMALL).fit(bad)
+    assert aekit.VAE(**SMALL).fit(bad).likelihood_ == "mixed"

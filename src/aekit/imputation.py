@@ -47,6 +47,8 @@ class Imputer(TransformerMixin, BaseEstimator):
             model = VAE(likelihood="mixed", random_state=self.random_state)
         else:
             model = clone(self.model)
+        if model.likelihood == "auto":          # imputing means modelling the holes
+            model.set_params(likelihood="mixed")
         if model.likelihood != "mixed":
             raise InputError(f"Imputer needs a model of likelihood='mixed' (which trains on "
                              f"rows with holes); got likelihood={model.likelihood!r}")

@@ -35,6 +35,7 @@ from sklearn.utils.validation import check_is_fitted
 from aekit._registry import MODELS
 from aekit._version import __version__
 from aekit.data.sources.source import check_file
+from aekit.distributions import LIKELIHOODS
 from aekit.exceptions import InputError
 from aekit.nn import network_spec_json
 from aekit.runtime import (
@@ -52,7 +53,7 @@ FORMAT_VERSION = 3
 READABLE_VERSIONS = (1, 2, 3)
 #: fitted attributes stored in the metadata (tensors live in ``module_``'s state dict).
 FITTED_ATTRIBUTES = ("input_shape_", "n_features_in_", "n_iter_", "history_", "best_loss_",
-                     "feature_names_in_")
+                     "feature_names_in_", "likelihood_")
 
 
 def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
@@ -242,6 +243,11 @@ def _estimator_from(cls: type, meta: dict[str, Any], path: str | os.PathLike,
         est = cls(**_restore_types(cls, params))
         est._validate_params()
         est._check_hyperparameters()
+        # the likelihood fit used; files written before likelihood="auto" name it in params
+        est.likelihood_ = fitted.get("likelihood_", params["likelihood"])
+        if est.likelihood_ not in LIKELIHOODS.names():
+            raise ValueError(f"likelihood_ must be one of {sorted(LIKELIHOODS.names())}; got "
+                             f"{est.likelihood_!r:.40}")
         shape = _input_shape(fitted["input_shape_"])
         _check_fitted(fitted, shape)
         for attr in _fitted_attributes(cls)[len(FITTED_ATTRIBUTES):]:   # they may size networks

@@ -41,7 +41,7 @@ from aekit.cli.support import (
     write_scores_csv,
     write_table_csv,
 )
-from aekit.data import datasets, streaming
+from aekit.data import datasets, streaming, tables
 from aekit.data.streaming import head
 from aekit.detection import AnomalyDetector, load_detector
 from aekit.evaluation.evaluate import FeatureExtractor, evaluate, format_table
@@ -99,7 +99,15 @@ def cmd_fit(args: argparse.Namespace) -> None:
     # checkpoint is refused before the data are read; torchrun's rank 0 holds the lock
     rank0 = int(os.environ.get("RANK", "0")) == 0
     with claim(args.checkpoint_dir, resume=args.resume, overwrite=args.overwrite, main=rank0):
-        X, y, names = read_data(args, allow_text=model.likelihood == "mixed")
+        # "auto" reads a .csv with its text and empty cells kept, then takes one likelihood
+        # per column only where the table needs it (.parquet and arrays stream as numbers)
+        auto_csv = model.likelihood == "auto" and Path(args.data).suffix.lower() == ".csv"
+        X, y, names = read_data(args, allow_text=model.likelihood == "mixed" or auto_csv)
+        if auto_csv and isinstance(X, np.ndarray) and X.dtype == object:
+            if tables.needs_columns(X):
+                model.set_params(likelihood="mixed")
+            else:
+                X = X.astype(np.float32)
         declared = model.columns
         if names is not None and isinstance(declared, dict):
             # the rows reach fit as an array, whose columns are x0, x1, ...: the kinds
@@ -267,7 +275,8 @@ def positional_kinds(declared: dict[str, str], names: list[str]) -> dict[str, st
 
 
 def is_mixed(model: Any) -> bool:
-    return model.likelihood == "mixed"
+    """Whether a fitted model reads mixed tables (text and missing cells kept)."""
+    return model.likelihood_ == "mixed"
 
 
 def cmd_impute(args: argparse.Namespace) -> None:

@@ -179,7 +179,7 @@ def describe_choices(model: Any) -> str:
     why_lik = {"gaussian_learned": "a Gaussian with a learned sigma per feature, the default",
                "gaussian": "a Gaussian of fixed sigma (MSE)",
                "bernoulli": "binary cross-entropy, for data in [0, 1]"}
-    if model.likelihood == "mixed":
+    if model.likelihood_ == "mixed":
         kinds = ", ".join(f"{c['name']}: {c['kind']}"
                           + (f" ({len(c['levels'])} levels)" if c["levels"] else "")
                           for c in model.columns_[:20])
@@ -195,7 +195,7 @@ def describe_choices(model: Any) -> str:
         widths = [model.n_features_in_, *model.hidden_layer_sizes, model.n_components]
         nets = (f"conv networks for {'x'.join(map(str, shape))} images" if conv
                 else f"MLP {' -> '.join(map(str, widths))}")
-    return (f"likelihood {model.likelihood!r} ({why_lik.get(model.likelihood, 'as set')}); "
+    return (f"likelihood {model.likelihood_!r} ({why_lik.get(model.likelihood_, 'as set')}); "
             f"{scaling}; {nets}")
 
 def in_memory(X: Any, command: str) -> None:

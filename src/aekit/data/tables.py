@@ -66,6 +66,26 @@ def _columns_of(X: Any) -> tuple[list[str], list[np.ndarray]]:
     return [f"x{j}" for j in range(X.shape[1])], [X[:, j] for j in range(X.shape[1])]
 
 
+def needs_columns(X: Any) -> bool:
+    """Whether the table ``X`` needs one likelihood per column: a DataFrame (pandas, polars)
+    or a 2-D object array with a non-numeric column (text, categories) or a missing cell
+    (None, NaN, pandas NA, an empty string); a numeric array with a NaN. Image-shaped
+    arrays and data to stream never do."""
+    if is_frame(X):
+        if not hasattr(X, "iloc") and hasattr(X, "to_pandas"):     # polars
+            X = X.to_pandas()
+        return (not all(getattr(d, "kind", "O") in "biuf" for d in X.dtypes)
+                or bool(X.isna().to_numpy().any()))
+    if not isinstance(X, np.ndarray) or X.ndim != 2:
+        return False
+    if X.dtype.kind in "biu":
+        return False
+    if X.dtype.kind == "f":
+        return bool(np.isnan(X).any())
+    return any(_missing(X[:, j]).any() or any(_as_number(v) is None for v in X[:, j])
+               for j in range(X.shape[1]))
+
+
 def _missing(values: np.ndarray) -> np.ndarray:
     """Which cells are missing: None, NaN, pandas NA/NaT, or an empty string."""
     out = np.zeros(len(values), dtype=bool)

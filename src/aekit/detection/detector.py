@@ -15,7 +15,7 @@ from sklearn.utils.validation import validate_data
 from aekit.detection import thresholds
 from aekit.detection.files import save_detector
 from aekit.distributions import feature_log_prob
-from aekit.estimator import BaseAutoencoder
+from aekit.estimator import BaseAutoencoder, validation
 from aekit.exceptions import InputError, input_checks
 from aekit.models import VAE
 
@@ -23,7 +23,7 @@ from aekit.models import VAE
 SCORES = ("auto", "nll", "elbo", "reconstruction")
 
 #: the likelihood of the default model, VAE(likelihood=DEFAULT_LIKELIHOOD) (see the docstring)
-DEFAULT_LIKELIHOOD = "gaussian_learned"
+DEFAULT_LIKELIHOOD = "auto"
 
 
 class ParameterError(InputError, InvalidParameterError):
@@ -80,13 +80,15 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):
     ----------
     model : aekit model, default=None
         Any unconditional aekit model, cloned and fitted in ``fit``. None means
-        ``aekit.VAE(likelihood="gaussian_learned")``, the defaults of every model: each
-        feature standardised inside the model and a learned sigma per feature, so a
-        deviation in a feature that barely varies in training counts for much, on data of
-        any scale (with the former fixed-sigma default, sigma 1 was too wide for data in
-        [0, 1], the posterior collapsed and the score degenerated to a distance from the
-        mean). BENCHMARKS.md ("Anomaly detection") has its AUCROC on the ADBench tables.
-        ``likelihood="mixed"`` models tables with categories and holes.
+        ``aekit.VAE()``, the defaults of every model: for numeric rows
+        (``likelihood="auto"`` chooses ``"gaussian_learned"``) each feature standardised
+        inside the model and a learned sigma per feature, so a deviation in a feature
+        that barely varies in training counts for much, on data of any scale (with the
+        former fixed-sigma default, sigma 1 was too wide for data in [0, 1], the
+        posterior collapsed and the score degenerated to a distance from the mean).
+        BENCHMARKS.md ("Anomaly detection") has its AUCROC on the ADBench tables.
+        A DataFrame with text, categories or missing cells gets ``likelihood="mixed"``
+        (one likelihood per column) from ``"auto"``.
     score_type : {"auto", "nll", "elbo", "reconstruction"}, default="auto"
         The anomaly score ``a(x)`` (not named ``score``: scikit-learn, pipelines and its
         estimator checks take an estimator's ``score`` to be a method):
@@ -172,11 +174,12 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):
             delattr(self, attr)
         model = VAE(likelihood=DEFAULT_LIKELIHOOD) if self.model is None else clone(self.model)
         score = self._resolve_score(model)
-        X = self._check_rows(X, reset=True, mixed=model.likelihood == "mixed")
+        X = self._check_rows(X, reset=True,
+                             mixed=validation.resolve_likelihood(model, X) == "mixed")
         if self.random_state is not None:
             model.set_params(random_state=self.random_state)
         model.fit(X)
-        if model.likelihood == "mixed":         # the table was checked by the model
+        if model.likelihood_ == "mixed":        # the table was checked by the model
             self.n_features_in_ = model.n_features_in_
         self.model_, self.score_type_ = model, score
         a = self._scores(X)
@@ -319,7 +322,7 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):
         """float32 rows (or images), finite, of the training width; NaN rows are named. A
         mixed table (``likelihood="mixed"``: text, categories and holes) goes to the model
         as it is, which checks it against its columns."""
-        mixed = self.model_.likelihood == "mixed" if mixed is None else mixed
+        mixed = self.model_.likelihood_ == "mixed" if mixed is None else mixed
         if mixed:
             return X
         with input_checks():

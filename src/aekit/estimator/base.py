@@ -108,11 +108,14 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         networks use the last width for their dense layer.
     activation : {"relu", "leaky_relu", "elu", "gelu", "silu", "tanh", "sigmoid", "identity"}
         Hidden-layer nonlinearity; "identity" makes a linear autoencoder.
-    likelihood : str, default="gaussian_learned"
+    likelihood : str, default="auto"
         p(x|z), one of :func:`aekit.distributions.list_likelihoods`: "gaussian" is MSE,
-        "bernoulli" is binary cross-entropy, and so on. The default is a Gaussian whose
-        sigma (one per feature) is learned with the networks (Rybkin et al. 2021): with
-        the features standardised (``scale="auto"``) it calibrates itself to how well each
+        "bernoulli" is binary cross-entropy, and so on. "auto" chooses at ``fit`` (the
+        choice is ``likelihood_``): "mixed", one likelihood per column, for a DataFrame
+        with a non-numeric column (text, categories) or a missing cell, or when
+        ``columns`` declares kinds; otherwise "gaussian_learned", a Gaussian whose sigma
+        (one per feature) is learned with the networks (Rybkin et al. 2021): with the
+        features standardised (``scale="auto"``) it calibrates itself to how well each
         feature is reconstructed, so the reconstruction term never becomes too weak
         against the KL term, on data of any scale.
     likelihood_scale : float, default=1.0
@@ -132,10 +135,11 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     architecture : {"auto", "mlp", "conv"}, default="auto"
         "auto" uses small conv nets for image-shaped input and MLPs for flat rows.
     columns : dict of str to {"numeric", "binary", "count", "categorical"}, optional
-        With ``likelihood="mixed"``: the kind of these columns, overriding what is inferred
-        from the table (bool columns and numbers that are all 0 / 1 are binary, other
-        numbers numeric, text and pandas categories categorical). "count" (a Poisson over
-        0, 1, 2, ...) is never inferred: declare it.
+        With ``likelihood="mixed"`` (or "auto", which they make "mixed"): the kind of
+        these columns, overriding what is inferred from the table (bool columns and
+        numbers that are all 0 / 1 are binary, other numbers numeric, text and pandas
+        categories categorical). "count" (a Poisson over 0, 1, 2, ...) is never inferred:
+        declare it.
     encoder, decoder : nn.Module, callable, str or (str, dict), optional
         Your own networks instead of the built-in ones: a module (copied at each fit, so
         yours is never changed), a factory ``(input_shape, n_outputs) -> nn.Module``, or
@@ -199,7 +203,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         "n_components": [Interval(Integral, 1, None, closed="left")],
         "hidden_layer_sizes": ["array-like"],
         "activation": [StrOptions(set(ACTIVATIONS))],
-        "likelihood": [StrOptions(set(LIKELIHOODS.names()))],
+        "likelihood": [StrOptions(set(LIKELIHOODS.names()) | {"auto"})],
         "likelihood_scale": [Interval(Real, 0, None, closed="neither")],
         "scale": [StrOptions(set(validation.SCALES))],
         "architecture": [StrOptions(set(ARCHITECTURES))],
@@ -225,7 +229,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     }
 
     def __init__(self, n_components=2, *, hidden_layer_sizes=(256, 128), activation="relu",
-                 likelihood="gaussian_learned", likelihood_scale=1.0, scale="auto",
+                 likelihood="auto", likelihood_scale=1.0, scale="auto",
                  architecture="auto", columns=None, encoder=None, decoder=None, max_iter=100,
                  batch_size=128, learning_rate=1e-3, early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=10, tol=1e-4, random_state=None,
@@ -337,7 +341,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         else:
             decoder = build_user_network(
                 self.decoder, (self.n_components,), n_outputs,
-                f"decoder: the parameters of likelihood={self.likelihood!r}"
+                f"decoder: the parameters of likelihood={self.likelihood_!r}"
                 + (f", {n_features} features x {n_params} per feature, feature-major"
                    if n_outputs == n_features * n_params else ""))
         return nn.ModuleDict({"encoder": encoder, "decoder": decoder, "likelihood": likelihood})
@@ -345,8 +349,8 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     def _make_likelihood(self, n_features: int) -> nn.Module:
         """The likelihood p(x|z), standardising the features as ``scale`` says, with the
         training rows' moments when ``fit`` is building it."""
-        likelihood = get_likelihood(self.likelihood, n_features, self.likelihood_scale,
-                                    standardize=validation.standardizes(self.likelihood,
+        likelihood = get_likelihood(self.likelihood_, n_features, self.likelihood_scale,
+                                    standardize=validation.standardizes(self.likelihood_,
                                                                         self.scale),
                                     columns=self.__dict__.get("columns_"))
         moments = self.__dict__.get("_fit_standardization")
@@ -429,9 +433,9 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     def _check_hyperparameters(self) -> None:
         """Checks of parameter combinations that ``_parameter_constraints`` cannot say."""
         validation.check_hidden_layer_sizes(self.hidden_layer_sizes)
-        validation.check_scale(self.likelihood, self.scale)
         validation.check_networks(self)
-        validation.check_mixed(self)
+        if self.likelihood != "auto":       # "auto" is checked once fit has chosen
+            validation.check_likelihood(self, self.likelihood)
 
     # ---------------------------------------------------------------- fitting
 
@@ -479,8 +483,10 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         self._clear_fitted()            # a refit starts clean; a failed fit leaves it unfitted
         try:
             data = streaming.resolve(X, budget)
+            self.likelihood_ = validation.resolve_likelihood(self, data)
+            validation.check_likelihood(self, self.likelihood_)
             fingerprint = None
-            standardize = validation.standardizes(self.likelihood, self.scale)
+            standardize = validation.standardizes(self.likelihood_, self.scale)
             if isinstance(data, Source):
                 moments = validation.FeatureMoments() if standardize else None
                 fingerprint = validation.validate_source(self, data, checkpoint_dir is not None,
@@ -535,12 +541,12 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         """float32 rows ``(n, D)``, or after fitting a checked stream for data to stream
         (see :func:`aekit.estimator.validation.validate_rows`); a mixed table encoded as
         numbers with NaN for missing cells (:func:`aekit.estimator.validation.validate_table`)."""
-        if self.likelihood == "mixed":
+        if self.likelihood_ == "mixed":
             return validation.validate_table(self, X, reset=reset)
         return validation.validate_rows(self, X, reset=reset)
 
     def _check_support(self, X: Any) -> None:
-        validation.check_support(self.likelihood, X)
+        validation.check_support(self.likelihood_, X)
 
     # ---------------------------------------------------------------- inference
 
@@ -603,7 +609,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         if "columns_" not in vars(self):
             raise InputError(f"impute needs a model of likelihood='mixed' (which trains on rows "
                              f"with holes); this {type(self).__name__} has likelihood="
-                             f"{self.likelihood!r}")
+                             f"{self.likelihood_!r}")
         rows = self._validate_X(X, reset=False)
         lik = self.module_.likelihood
 

@@ -69,16 +69,16 @@ def spread_rows(x: Any, n: int = HISTORY_ROWS) -> Any:
 def collapse_message(est: Any) -> str:
     """What to change when every latent unit of ``est`` is inactive."""
     fixes = {}
-    if est.scale == "none" and est.likelihood in ("gaussian", "laplace"):
-        fixes[est.likelihood] = (
-            f"likelihood={est.likelihood!r} with a fixed scale of {est.likelihood_scale:g} on "
+    if est.scale == "none" and est.likelihood_ in ("gaussian", "laplace"):
+        fixes[est.likelihood_] = (
+            f"likelihood={est.likelihood_!r} with a fixed scale of {est.likelihood_scale:g} on "
             "features as given is a weak reconstruction term for data of small variance: "
             "use scale='auto' (standardised features), likelihood='gaussian_learned', or "
             "'bernoulli' for data in [0, 1]")
     return (f"{type(est).__name__}: every latent unit is inactive (posterior collapse: "
             f"Cov_x(E_q[z_j|x]) <= {ACTIVE_UNIT_THRESHOLD} for all {est.n_components}), so "
             "the codes carry no information about x. "
-            + fixes.get(est.likelihood, "lower the KL weight (beta), use a KL warm-up or "
+            + fixes.get(est.likelihood_, "lower the KL weight (beta), use a KL warm-up or "
                         "free bits (BetaVAE), or train longer"))
 
 

@@ -74,7 +74,7 @@ def check_frame_columns(X: Any) -> None:
            if not _numeric(dtype)]
     if bad:
         raise InputError(f"the DataFrame has non-numeric column(s) {', '.join(bad[:10])}; "
-                         "use likelihood='mixed', which models categorical, binary and "
+                         "use likelihood='mixed' (or 'auto'), which models categorical, binary and "
                          "numeric columns (and missing cells), or encode them as numbers")
 
 
@@ -94,8 +94,10 @@ def check_finite_columns(est: Any, X: np.ndarray) -> None:
     raise InputError(f"X has {kind} values in {len(bad)} column(s): {', '.join(bad[:10])}"
                      f"{' ...' if len(bad) > 10 else ''} (rows "
                      f"{', '.join(map(str, rows[:10]))}{' ...' if len(rows) > 10 else ''}); "
-                     "aekit's models need complete, finite rows: impute them (e.g. sklearn's "
-                     "SimpleImputer) or drop those rows")
+                     + ("likelihood='mixed' models rows with missing cells (and 'auto' "
+                        "chooses it for a DataFrame), or impute them (e.g. sklearn's "
+                        "SimpleImputer) or drop those rows" if np.isnan(X).any() else
+                        "aekit's models need finite values: drop or clip those rows"))
 
 
 def validate_table(est: Any, X: Any, *, reset: bool) -> np.ndarray:
@@ -122,11 +124,34 @@ def validate_table(est: Any, X: Any, *, reset: bool) -> np.ndarray:
     return tables.encode(X, [tables.Column.from_json(c) for c in est.columns_])
 
 
-def check_mixed(est: Any) -> None:
-    if est.likelihood != "mixed":
+#: what ``likelihood="auto"`` chooses for data that need no likelihood per column
+AUTO_LIKELIHOOD = "gaussian_learned"
+
+
+def resolve_likelihood(est: Any, X: Any) -> str:
+    """The likelihood a fit of ``est`` on ``X`` uses: ``est.likelihood``, or for
+    ``"auto"`` ``"mixed"`` where ``columns=`` declares kinds or ``X`` is a DataFrame with a
+    non-numeric column or a missing cell (:func:`aekit.data.tables.needs_columns`), and
+    :data:`AUTO_LIKELIHOOD` otherwise (arrays, images, data to stream: unchanged)."""
+    if est.likelihood != "auto":
+        return est.likelihood
+    if est.columns is not None or (tables.is_frame(X) and tables.needs_columns(X)):
+        return "mixed"
+    return AUTO_LIKELIHOOD
+
+
+def check_likelihood(est: Any, likelihood: str) -> None:
+    """Checks of ``likelihood`` (chosen, or resolved from "auto") with the other
+    parameters: ``scale`` and what ``"mixed"`` needs."""
+    check_scale(likelihood, est.scale)
+    check_mixed(est, likelihood)
+
+
+def check_mixed(est: Any, likelihood: str) -> None:
+    if likelihood != "mixed":
         if est.columns is not None:
             raise InputError(f"columns= declares the kinds of a mixed table's columns; it "
-                             f"needs likelihood='mixed' (got {est.likelihood!r})")
+                             f"needs likelihood='mixed' (got {likelihood!r})")
         return
     if est._mixed_unsupported:
         raise InputError(f"{type(est).__name__} cannot model mixed tables: "
@@ -265,7 +290,7 @@ def validate_source(est: Any, source: Source, fingerprint: bool,
                          " cannot read apart from the others (it is read in blocks); use a "
                          ".npy file, or early_stopping=False")
     n_features = math.prod(source.row_shape)
-    in_support = LIKELIHOODS.lookup(est.likelihood)(n_features).check_support
+    in_support = LIKELIHOODS.lookup(est.likelihood_)(n_features).check_support
 
     def check(rows: np.ndarray) -> None:
         in_support(rows)

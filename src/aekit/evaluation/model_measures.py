@@ -208,7 +208,7 @@ def bits_per_dim_of(model: Any, log_likelihood: np.ndarray | float, X: Any = Non
     if reason is not None:
         raise InputError(f"no bits per dimension for {type(model).__name__}: {reason[0]}; "
                          f"{reason[1]}")
-    return bits_per_dim(log_likelihood, math.prod(model.input_shape_), model.likelihood, X=X,
+    return bits_per_dim(log_likelihood, math.prod(model.input_shape_), model.likelihood_, X=X,
                         dequantized=dequantized)
 
 
@@ -242,7 +242,7 @@ def _bits_per_dim_reason(model: Any, X: Any, dequantized: bool) -> tuple[str, st
     if not model.capabilities.score_is_density:
         return ("its score is log p(x | z = f(x)), not a density of x",
                 "bits per dimension need a latent-variable model's log p(x)")
-    return bits_per_dim_refusal(model.likelihood, X, dequantized)
+    return bits_per_dim_refusal(model.likelihood_, X, dequantized)
 
 
 def _no_weights_message(model: Any) -> str:

@@ -175,9 +175,11 @@ class M2(ClassifierMixin, ConditionalVAE):
     # ------------------------------------------------------------- inference
 
     def _map_rows(self, X: np.ndarray, fn: Any, draws: int = 1,
-                  others: tuple[np.ndarray, ...] = ()) -> np.ndarray:
+                  others: tuple[np.ndarray, ...] = (), *, same_shape: bool = False
+                  ) -> np.ndarray:
         # every row is evaluated once per class: size the chunks for that
-        return super()._map_rows(X, fn, draws * len(self.classes_), others)
+        return super()._map_rows(X, fn, draws * len(self.classes_), others,
+                                 same_shape=same_shape)
 
     def _log_likelihood(self, x: Tensor, eps: Tensor) -> Tensor:
         log_w = self._log_weights(x, self._one_hot(x.device), eps)          # (K, C, B)

@@ -151,7 +151,7 @@ class StackedAE(AE):
                 # likelihood parameters, exactly as in the deep networks
                 encoder_activation="identity" if last else self.activation,
                 decoder_activation="identity" if first else self.activation,
-                likelihood=self.likelihood if first else "gaussian",
+                likelihood=self.likelihood_ if first else "gaussian",
                 likelihood_scale=self.likelihood_scale if first else 1.0,
                 # the first layer standardises as the deep network does; codes go as they are
                 scale=self.scale if first else "none",

@@ -93,7 +93,7 @@ def _likelihood_meaning(model: Any) -> str:
         draws = f" with K = {k} posterior draws per row" if k else ""
         of = "log p(x | y), given the labels," if plotting.is_conditional(model) else "log p(x)"
         return (f"importance-sampled estimate of {of}{draws} (Burda et al. 2015), under "
-                f"the {model.likelihood} decoder; a lower bound in expectation, larger is "
+                f"the {model.likelihood_} decoder; a lower bound in expectation, larger is "
                 "better")
     if not caps.score_is_density:
         return ("decoder log-likelihood at the code, log p(x | z = f(x)): not a density of x "
@@ -117,7 +117,7 @@ def _metrics(model: Any, X: Any, y: Any, X_eval: Any, y_eval: Any, on_test: bool
         notes.append(f"No bits per dimension: {why_not}.")
     else:
         rows.append(("bits per dimension", _fmt(bits), "n/a",
-                     f"-log-likelihood / (D ln 2) with D = {D}, {model.likelihood!r} giving "
+                     f"-log-likelihood / (D ln 2) with D = {D}, {model.likelihood_!r} giving "
                      "probabilities; smaller is better"))
     if model.capabilities.posterior:
         elbo = float(np.mean(model.elbo(X_eval, *given_conditions(model, y_eval))))

@@ -292,7 +292,7 @@ def _divergence_message(est: Any, epoch: int, where: str, value: float) -> str:
     return (f"{type(est).__name__} training diverged at epoch {epoch}, {where}: the loss is "
             f"{value}. Likely causes: learning_rate too high (now {est.learning_rate:g}; try "
             "10x lower), unscaled input (scale features to [0, 1] or standardise them), or a "
-            f"likelihood that does not fit the data (now {est.likelihood!r}).")
+            f"likelihood that does not fit the data (now {est.likelihood_!r}).")
 
 
 def _snapshot(module: torch.nn.Module) -> dict[str, Tensor]:
