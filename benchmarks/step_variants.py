@@ -13,6 +13,14 @@ machine is shared and noisy: compare the ratios, not the milliseconds):
   pure_bf16    bf16 weights and bf16 Adam state, loss compiled: not a training recipe (the
                update is rounded to bf16), only the floor of what removing casts can give
   matmul       the step's matrix products alone in bf16 (no loop)
+  whole_step   the bf16 step (forward, backward and the fused Adam update) as one
+               torch.compile'd function, the backward captured by compiled autograd
+  aekit_bf16   aekit's own step (VAE._train_step: its loss, distributions and checks),
+               precision="bf16-mixed", eager
+  aekit_compile  the same with its loss compiled (aekit's compile=True)
+  aekit_master   aekit's compiled loss run on bf16 copies of the networks' Linear weights
+               (torch.func.functional_call), their fp32 originals updated by the compiled
+               Adam-and-copy kernel of ``master``: the master-weights lever inside aekit
 
 Usage: python benchmarks/step_variants.py [--rounds 8] [--steps 60] [--write BENCHMARKS.md]
 """
@@ -36,7 +44,8 @@ from speed import step_products  # noqa: E402
 
 B, LATENT = 128, 16
 BETAS, EPS, LR = (0.9, 0.999), 1e-8, 1e-3
-VARIANTS = ("fp32", "bf16", "bf16_compile", "master", "pure_bf16", "matmul")
+VARIANTS = ("fp32", "bf16", "bf16_compile", "master", "pure_bf16", "matmul", "whole_step",
+            "aekit_bf16", "aekit_compile", "aekit_master")
 
 
 class Net(nn.Module):
@@ -76,6 +85,10 @@ def make_step(variant: str):
     params = list(net.parameters())
     if variant == "matmul":
         return _matmul_step()
+    if variant.startswith("aekit"):
+        return _aekit_step(variant)
+    if variant == "whole_step":
+        return _whole_step(net)
     if variant in ("pure_bf16", "master"):
         net.to(torch.bfloat16)
     forward = torch.compile(net) if variant in ("bf16_compile", "master", "pure_bf16") else net
@@ -114,6 +127,70 @@ def make_step(variant: str):
         with torch.no_grad():
             update(masters, ms, vs, [p.grad for p in params], [p.data for p in params],
                    step_size, bias2_sqrt)
+    return step
+
+
+def _whole_step(net: Net):
+    import torch._dynamo
+
+    opt = torch.optim.Adam(net.parameters(), lr=LR, fused=True)
+
+    def step(x, eps):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = net(x, eps)
+        out.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    torch._dynamo.config.compiled_autograd = True      # the backward inside the graph too
+    return torch.compile(step)
+
+
+def _aekit_step(variant: str):
+    """aekit's VAE step on the reference network (its noise drawn by aekit, not ``eps``)."""
+    import aekit
+    from aekit.runtime import compiled
+    from aekit.training.distributed import LossModule
+
+    g = torch.Generator().manual_seed(0)
+    X = (torch.rand(256, 784, generator=g) < 0.3).float().numpy()
+    model = aekit.VAE(n_components=LATENT, hidden_layer_sizes=(512, 256),
+                      likelihood="bernoulli", batch_size=B, max_iter=1, random_state=0,
+                      verbose=0, precision="bf16-mixed").fit(X)
+    ctx = aekit.FitContext.standalone(torch.Generator().manual_seed(0), "bf16-mixed")
+
+    def raw(x, y):
+        return model._loss(x, y, ctx)
+
+    ctx.loss = raw if variant == "aekit_bf16" else compiled(raw, "the loss")
+    opt = model._configure_optimizers()
+    model.module_.train()
+    if variant != "aekit_master":
+        return lambda x, eps: model._train_step(x, None, opt, ctx)
+    loss_module = LossModule(model.module_, ctx)
+    named = dict(loss_module.named_parameters())
+    names = [f"net.{name}.{p}" for name, mod in model.module_.named_modules()
+             if isinstance(mod, nn.Linear) for p in ("weight", "bias")]
+    masters = [named[n] for n in names]
+    copies = {n: nn.Parameter(named[n].detach().bfloat16()) for n in names}
+    ms = [torch.zeros_like(p) for p in masters]
+    vs = [torch.zeros_like(p) for p in masters]
+    update = torch.compile(_adam_master)
+    t = [0]
+
+    def step(x, eps):
+        for p in copies.values():
+            p.grad = None
+        opt.zero_grad(set_to_none=True)       # the parameters not copied (none here)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            objective, _, _ = torch.func.functional_call(loss_module, copies, (x, None))
+        objective.backward()
+        t[0] += 1
+        step_size = torch.tensor(LR / (1 - BETAS[0] ** t[0]))
+        bias2_sqrt = torch.tensor((1 - BETAS[1] ** t[0]) ** 0.5)
+        with torch.no_grad():
+            update(masters, ms, vs, [p.grad for p in copies.values()],
+                   [p.data for p in copies.values()], step_size, bias2_sqrt)
     return step
 
 
