@@ -85,7 +85,7 @@ sphinx_gallery_conf = {
     "show_memory": False,
     "write_computation_times": True,
     "image_scrapers": ("matplotlib",),
-    "reset_modules": ("matplotlib",),
+    "reset_modules": ("matplotlib", "aekit_docs.quick_mode_quiet"),
     "backreferences_dir": None,
     # a full build after a quick one (or back) must run every script again
     "run_stale_examples": True,

@@ -69,6 +69,14 @@ def test_every_chapter_runs_and_shows_figures_made_at_build_time(site):
         assert "Traceback" not in page, chapter
 
 
+def test_every_chapter_has_a_korean_page_that_links_to_it(site):
+    for chapter in CHAPTERS:
+        number = chapter.split("_")[1]
+        page = (site / "ko" / f"chapter_{number}.html").read_text()
+        assert len(re.findall(r"[\uac00-\ud7a3]", page)) > 300, f"{chapter}: no Korean text"
+        assert f'href="../auto_tutorials/{chapter}.html"' in page, chapter
+
+
 def test_the_api_reference_covers_every_public_name(site):
     pages = {p.stem for p in (site / "api" / "generated").glob("*.html")}
     modules = {"datasets", "distributions", "evaluation", "__version__"}

@@ -3,6 +3,8 @@
 - ``.. hook-table::`` renders the hook table of ``aekit/estimator/base.py``'s module
   docstring (the contract a model author writes to) as a table, read from the docstring
   at build time so that the page and the code cannot disagree.
+- ``quick_mode_quiet`` runs before each tutorial: in the quick build (few epochs, on
+  purpose too few to converge) it hides ``ConvergenceWarning``, which would only say so.
 - ``repair_docstring`` makes two docstrings render as reStructuredText that say the same
   as their text: the parameter list of :class:`aekit.BaseAutoencoder`, written without a
   numpydoc ``Parameters`` header, gets one; a fitted-attribute name such as
@@ -12,7 +14,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import warnings
 
 from docutils import nodes
 from docutils.statemachine import StringList
@@ -59,6 +63,13 @@ class HookTable(SphinxDirective):
         self.state.nested_parse(StringList(text, source="aekit.estimator.base"), 0,
                                 container)
         return container.children
+
+
+def quick_mode_quiet(gallery_conf, fname, when) -> None:
+    if os.environ.get("AEKIT_DOCS_QUICK"):
+        from sklearn.exceptions import ConvergenceWarning
+
+        warnings.filterwarnings("ignore", category=ConvergenceWarning)
 
 
 def repair_docstring(app, what, name, obj, options, lines: list[str]) -> None:

@@ -41,6 +41,8 @@ EPOCHS = 30 if QUICK else 200
 
 X, y = aekit.datasets.load("digits")
 X_test, y_test = aekit.datasets.load("digits", split="test")
+if QUICK:  # fewer training rows too
+    X, y = X[:500], y[:500]
 print(X.shape, X_test.shape, X.min(), X.max())
 
 # %%

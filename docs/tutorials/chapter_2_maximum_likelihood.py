@@ -51,6 +51,8 @@ EPOCHS = 20 if QUICK else 150
 
 X, y = aekit.datasets.load("digits")
 X_test, y_test = aekit.datasets.load("digits", split="test")
+if QUICK:  # fewer training rows too
+    X, y = X[:500], y[:500]
 D = X.shape[1]
 
 ae = aekit.AE(n_components=8, likelihood="gaussian", scale="none", max_iter=EPOCHS,

@@ -45,6 +45,8 @@ EPOCHS = 40 if QUICK else 300
 
 X, y = aekit.datasets.load("digits")
 X_test, y_test = aekit.datasets.load("digits", split="test")
+if QUICK:  # fewer training rows too
+    X, y = X[:500], y[:500]
 
 k = 4
 pca = PCA(n_components=k).fit(X)

@@ -44,6 +44,8 @@ EPOCHS = 20 if QUICK else 200
 
 X, y = aekit.datasets.load("digits")
 X_test, y_test = aekit.datasets.load("digits", split="test")
+if QUICK:  # fewer training rows too
+    X, y = X[:500], y[:500]
 
 vae = aekit.VAE(n_components=16, likelihood="bernoulli", max_iter=EPOCHS,
                 random_state=0).fit(X)

@@ -37,6 +37,8 @@ EPOCHS = 20 if QUICK else 200
 
 X, y = aekit.datasets.load("digits")
 X_test, y_test = aekit.datasets.load("digits", split="test")
+if QUICK:  # fewer training rows too
+    X, y = X[:500], y[:500]
 
 rng = np.random.default_rng(0)
 damaged = rng.choice(len(X_test), size=30, replace=False)
@@ -88,7 +90,7 @@ fig.tight_layout()
 # with age and education, whether they own a car (likelier with income) and a count of
 # visits. Then 15 % of the cells are removed at random.
 
-n = 1500
+n = 600 if QUICK else 1500
 age = rng.uniform(20, 70, n).round()
 edu_p = np.stack([0.15 + (age - 20) / 125, np.full(n, 0.4), 0.45 - (age - 20) / 125], 1)
 education = np.array(["school", "bachelor", "master"])[
