@@ -341,17 +341,22 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         else:
             decoder = build_user_network(
                 self.decoder, (self.n_components,), n_outputs,
-                f"decoder: the parameters of likelihood={self.likelihood_!r}"
+                f"decoder: the parameters of likelihood={self._likelihood_name()!r}"
                 + (f", {n_features} features x {n_params} per feature, feature-major"
                    if n_outputs == n_features * n_params else ""))
         return nn.ModuleDict({"encoder": encoder, "decoder": decoder, "likelihood": likelihood})
 
+    def _likelihood_name(self) -> str:
+        """The likelihood ``fit`` chose (``likelihood_``); for networks built outside a
+        fit, the parameter, with "auto" read as for numeric rows."""
+        return self.__dict__.get("likelihood_") or validation.resolve_likelihood(self, None)
+
     def _make_likelihood(self, n_features: int) -> nn.Module:
         """The likelihood p(x|z), standardising the features as ``scale`` says, with the
         training rows' moments when ``fit`` is building it."""
-        likelihood = get_likelihood(self.likelihood_, n_features, self.likelihood_scale,
-                                    standardize=validation.standardizes(self.likelihood_,
-                                                                        self.scale),
+        name = self._likelihood_name()
+        likelihood = get_likelihood(name, n_features, self.likelihood_scale,
+                                    standardize=validation.standardizes(name, self.scale),
                                     columns=self.__dict__.get("columns_"))
         moments = self.__dict__.get("_fit_standardization")
         if likelihood.standardizes and moments is not None:
