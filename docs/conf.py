@@ -20,7 +20,6 @@ sys.path.insert(0, str(HERE / "_ext"))
 # The tutorials run in this process and train small networks: one thread is faster for
 # them and keeps a shared machine steady (the test suite does the same).
 torch.set_num_threads(1)
-QUICK = os.environ.get("AEKIT_DOCS_QUICK", "") not in ("", "0")
 
 project = "aekit"
 author = "the aekit authors"
@@ -30,7 +29,6 @@ version = release = aekit.__version__
 extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
-    "sphinx.ext.intersphinx",
     "sphinx.ext.mathjax",
     "numpydoc",
     "sphinx_gallery.gen_gallery",
@@ -40,13 +38,12 @@ extensions = [
 ]
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
-exclude_patterns = ["_build", "tutorials/README.rst", "**/GALLERY_HEADER.rst",
+exclude_patterns = ["_build", "**/GALLERY_HEADER.rst",
                     "auto_tutorials/*.ipynb", "auto_tutorials/*.py", "auto_tutorials/*.zip",
                     "auto_tutorials/*.codeobj.json", "auto_tutorials/*.md5"]
 templates_path = ["_templates"]
 # a literal block without a language (e.g. the command line's usage lines) stays plain text
 highlight_language = "none"
-html_static_path = ["_static"]
 
 # The site builds offline; MathJax (formulas) is fetched by the reader's browser, and
 # without a network a formula shows as its TeX source.
@@ -61,9 +58,6 @@ numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 numpydoc_validation_checks: set[str] = set()
 numpydoc_xref_param_type = False
-
-# No network at build time: intersphinx links need inventories that are not fetched here.
-intersphinx_mapping: dict = {}
 
 myst_enable_extensions = ["dollarmath"]
 myst_heading_anchors = 3
@@ -90,5 +84,3 @@ sphinx_gallery_conf = {
     # a full build after a quick one (or back) must run every script again
     "run_stale_examples": True,
 }
-
-nitpicky = False

@@ -101,17 +101,20 @@ print(f"VQ-VAE: {np.count_nonzero(used)} of 32 codebook entries used by the test
       f"ELBO {vq.elbo(X_test).mean():.2f}")
 
 order = np.argsort(used)[::-1]
-fig, axes = plt.subplots(2, 1, figsize=(9, 3.4), gridspec_kw={"height_ratios": [1, 1.2]})
+fig, axes = plt.subplots(2, 1, figsize=(9, 4.2))
 axes[0].bar(np.arange(32), used[order])
 axes[0].set_ylabel("test digits")
-axes[0].set_xticks([])
-axes[0].set_title("codebook entries, most used first, and what each decodes to", fontsize=9)
-decoded = vq.inverse_transform(vq.transform(X_test[[np.flatnonzero(codes == c)[0]
-                                                     for c in order if used[c]]]))
-strip = np.zeros((8, 32 * 8))
-strip[:, :8 * len(decoded)] = decoded.reshape(-1, 8, 8).transpose(1, 0, 2).reshape(8, -1)
-axes[1].imshow(strip, cmap="gray_r", vmin=0, vmax=1)
+axes[0].set_xlabel("codebook entry, most used first")
+# each entry's vector e_c, decoded: the code of a test digit that uses it is e_c itself
+examples = [np.flatnonzero(codes == c)[0] for c in order if used[c]]
+decoded = vq.inverse_transform(vq.transform(X_test[examples]))
+tiles = np.zeros((32, 8, 8))
+tiles[:len(decoded)] = decoded.reshape(-1, 8, 8)
+axes[1].imshow(tiles.reshape(2, 16, 8, 8).transpose(0, 2, 1, 3).reshape(16, 128),
+               cmap="gray_r", vmin=0, vmax=1)
 axes[1].set_axis_off()
+axes[1].set_title("what each entry decodes to, in the same order (two rows of 16)",
+                  fontsize=9)
 fig.tight_layout()
 
 # %%
