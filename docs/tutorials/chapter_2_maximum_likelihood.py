@@ -140,7 +140,8 @@ for sigma, active, kl, mse in rows:
 # change. This is posterior collapse (Bowman et al., "Generating Sentences from a
 # Continuous Space", 2015, arXiv:1511.06349), here caused only by the likelihood's scale.
 #
-# aekit's default is ``likelihood="gaussian_learned"`` with ``scale="auto"``: each
+# aekit's defaults are ``likelihood="auto"``, which for numeric rows like these is
+# ``"gaussian_learned"``, and ``scale="auto"``: each
 # feature is standardised by the training rows' mean and standard deviation, and the
 # decoder learns one sigma per feature with the networks (Rybkin et al., "Simple and
 # Effective VAE Training with Calibrated Decoders", 2021, arXiv:2006.13202). A learned

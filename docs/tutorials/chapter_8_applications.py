@@ -107,11 +107,13 @@ table["education"] = table["education"].astype("category")
 print(table.head(8))
 
 # %%
-# ``likelihood="mixed"`` gives each column its own p(x_j | z): a Gaussian with a learned
-# sigma for numbers, a Bernoulli for yes/no, a Categorical over the levels of text or
-# category columns, and a Poisson for a column declared ``"count"``. A missing cell is
-# left out of the likelihood, so no row is dropped and nothing is filled in by hand
-# before training (Nazábal et al., "Handling Incomplete Heterogeneous Data using VAEs",
+# ``likelihood="mixed"`` (what the default, ``"auto"``, chooses for a DataFrame with
+# categories or holes; named here to be explicit) gives each column its own
+# p(x_j | z): a Gaussian with a learned sigma for numbers, a Bernoulli for yes/no, a
+# Categorical over the levels of text or category columns, and a Poisson for a column
+# declared ``"count"``. A missing cell is left out of the likelihood, so no row is
+# dropped and nothing is filled in by hand before training (Nazábal et al., "Handling
+# Incomplete Heterogeneous Data using VAEs",
 # 2018, arXiv:1807.03653).
 
 vae = aekit.VAE(n_components=4, likelihood="mixed", columns={"visits": "count"},
