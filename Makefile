@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 
-.PHONY: demo test lint bench browser pythae-env clean docs docs-full docs-quick
+.PHONY: demo test lint bench browser pythae-env sdv-env clean docs docs-full docs-quick
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,11 @@ docs-full: docs
 docs-quick: $(BIN)/.installed
 	AEKIT_DOCS_QUICK=1 $(SPHINX) docs docs/_build/html
 	@echo "open docs/_build/html/index.html (quick build: few epochs)"
+
+# SDV in its own environment, for benchmarks/synthetic.py (it pins its own dependencies).
+sdv-env:
+	$(PYTHON) -m venv .venv-sdv
+	.venv-sdv/bin/python -m pip install -q "$(TORCH)" sdv
 
 # pythae in its own environment, for benchmarks/speed.py (not an aekit dependency).
 pythae-env:

@@ -216,7 +216,8 @@ def measures(rows: pd.DataFrame, train: pd.DataFrame, test: pd.DataFrame, nums: 
     real, fake = encode(test, train, nums, cats), encode(rows, train, nums, cats)
     diff = (real.corr() - fake.corr()).abs().to_numpy()
     upper = diff[np.triu_indices_from(diff, k=1)]
-    real_c, fake_c = real[test.notna().all(1)], fake[rows.notna().all(1)]
+    real_c = real[test.notna().all(1).to_numpy()]
+    fake_c = fake[rows.notna().all(1).to_numpy()]
     n = min(len(real_c), len(fake_c))
     rng = np.random.default_rng(seed)
     X = pd.concat([real_c.iloc[rng.permutation(len(real_c))[:n]],
