@@ -4,43 +4,43 @@ A model declares what it can do (:class:`Capabilities`, read by evaluation, repo
 the command line) and implements hooks; everything a user calls lives here. Every hook
 anything in aekit calls is declared below with its default:
 
-===============================  ==============================================================
-hook                             contract (who calls it, when)
-===============================  ==============================================================
-``_encoder_outputs``             encoder output width (k for a code, 2k for mean and log-var)
-``_check_hyperparameters()``     parameter combinations ``_parameter_constraints`` cannot
-                                 say (fit and ``aekit.load``, before anything is built)
-``_build(input_shape)``          the networks as one ``nn.Module`` (fit, before training;
-                                 ``aekit.load``); default: encoder, decoder, likelihood
-``_standardize(x)``              the rows as the networks see them (standardised when
-                                 ``scale`` says so); models call it before any network on x
-``_fit_targets(y)``              check ``y`` before training; returns the fitted attributes it
-                                 gives (e.g. ``classes_``) and per-row targets for the loop
-``_labels_tensor(t, n, device)`` the targets as a device tensor for the loop (None: no ``y``)
-``_pretrain(x, y, ctx)``         once after ``_build`` and the validation split, before the
-                                 loop (codebook start, greedy layer-wise pretraining, a
-                                 neighbour table); ``ctx.train_index`` names the training
-                                 rows; draws from ``ctx.generator``
-``_loss(x, y, ctx)``             :class:`~aekit.training.LossTerms`, batch-averaged, nats per
-                                 example; noise from ``ctx.randn``; the epoch is ``ctx.epoch``
-``_configure_optimizers()``      the optimizer(s); several for adversarial models
-``_train_step(x, y, opt, ctx)``  one optimisation step; returns the detached terms to log
-``_on_epoch_end(epoch, x)``      extra numbers for this epoch's ``history_`` row
-``_after_fit(x)``                once after training, with the training rows (post-fit stats)
-``_encode(x)``                   the code / posterior mean, ``(B, k)``
-``_decode(z)``                   p(x|z) for codes ``(..., k)``, event shape ``(D,)``
-``_log_likelihood(x, e)``        log p(x) per row ``(B,)`` given common noise ``e`` ``(K, k)``
-``_elbo(x, e)``                  the evidence lower bound per row ``(B,)``
-``_n_eval_samples()``            how many noise draws ``score_samples`` uses per row
-``_sample_latent(n, g)``         ``n`` latent draws from the model's prior, ``(n, k)``
-``_posterior(x, *c)``            q(z|x) as ``Independent(Normal)``, batch ``(B,)``, event
-                                 ``(k,)`` (``Capabilities.posterior``)
-``_prior()``                     p(z) over ``(k,)`` (``Capabilities.posterior``)
-``_log_weights(x, *c, e)``       importance log-weights log p(x, z) - log q(z|x), ``(K, B)``
-                                 (``Capabilities.importance_weights``)
-``_conditions(y, n, where)``     condition vectors of labels ``y`` for ``n`` rows
-                                 (``Capabilities.conditional``)
-===============================  ==============================================================
+=================================  ==============================================================
+hook                               contract (who calls it, when)
+=================================  ==============================================================
+``_encoder_outputs``               encoder output width (k for a code, 2k for mean and log-var)
+``_check_hyperparameters()``       parameter combinations ``_parameter_constraints`` cannot
+                                   say (fit and ``aekit.load``, before anything is built)
+``_build(input_shape)``            the networks as one ``nn.Module`` (fit, before training;
+                                   ``aekit.load``); default: encoder, decoder, likelihood
+``_standardize(x)``                the rows as the networks see them (standardised when
+                                   ``scale`` says so); models call it before any network on x
+``_fit_targets(y)``                check ``y`` before training; returns the fitted attributes it
+                                   gives (e.g. ``classes_``) and per-row targets for the loop
+``_labels_tensor(t, n, device)``   the targets as a device tensor for the loop (None: no ``y``)
+``_pretrain(x, y, ctx)``           once after ``_build`` and the validation split, before the
+                                   loop (codebook start, greedy layer-wise pretraining, a
+                                   neighbour table); ``ctx.train_index`` names the training
+                                   rows; draws from ``ctx.generator``
+``_loss(x, y, ctx)``               :class:`~aekit.training.LossTerms`, batch-averaged, nats per
+                                   example; noise from ``ctx.randn``; the epoch is ``ctx.epoch``
+``_configure_optimizers()``        the optimizer(s); several for adversarial models
+``_train_step(x, y, opt, ctx)``    one optimisation step; returns the detached terms to log
+``_on_epoch_end(epoch, x)``        extra numbers for this epoch's ``history_`` row
+``_after_fit(x)``                  once after training, with the training rows (post-fit stats)
+``_encode(x)``                     the code / posterior mean, ``(B, k)``
+``_decode(z)``                     p(x|z) for codes ``(..., k)``, event shape ``(D,)``
+``_log_likelihood(x, e)``          log p(x) per row ``(B,)`` given common noise ``e`` ``(K, k)``
+``_elbo(x, e)``                    the evidence lower bound per row ``(B,)``
+``_n_eval_samples()``              how many noise draws ``score_samples`` uses per row
+``_sample_latent(n, g)``           ``n`` latent draws from the model's prior, ``(n, k)``
+``_posterior(x, *c)``              q(z|x) as ``Independent(Normal)``, batch ``(B,)``, event
+                                   ``(k,)`` (``Capabilities.posterior``)
+``_prior()``                       p(z) over ``(k,)`` (``Capabilities.posterior``)
+``_log_weights(x, *c, e)``         importance log-weights log p(x, z) - log q(z|x), ``(K, B)``
+                                   (``Capabilities.importance_weights``)
+``_conditions(y, n, where)``       condition vectors of labels ``y`` for ``n`` rows
+                                   (``Capabilities.conditional``)
+=================================  ==============================================================
 
 ``*c`` is the condition of a conditional model (nothing for the others). The
 class attribute ``_expected_failed_checks`` maps scikit-learn check names to the reason a
