@@ -57,13 +57,17 @@ def test_bernoulli_log_prob_matches_torch_at_any_logit(dtype):
     logits = logits.to(dtype).reshape(2, 4, 100).requires_grad_(True)        # (K, B, D)
     x = torch.cat([torch.randint(0, 2, (4, 50), generator=g).to(dtype),
                    torch.rand(4, 50, generator=g, dtype=dtype)], dim=1)      # (B, D)
-    ours = get_likelihood("bernoulli", 100)(logits).log_prob(x)              # (K, B)
+    lik = get_likelihood("bernoulli", 100)
+    ours = lik(logits).log_prob(x)                                         # (K, B)
     (grad_ours,) = torch.autograd.grad(ours.sum(), logits)
+    with torch.inference_mode():                                           # as scoring runs
+        scored = lik(logits.detach()).log_prob(x)
     reference = -F.binary_cross_entropy_with_logits(
         logits, x.expand_as(logits), reduction="none").sum(-1)
     (grad_ref,) = torch.autograd.grad(reference.sum(), logits)
-    assert ours.shape == (2, 4)
+    assert ours.shape == scored.shape == (2, 4)
     torch.testing.assert_close(ours, reference, rtol=0, atol=1e-4)
+    torch.testing.assert_close(scored, reference.detach(), rtol=0, atol=1e-4)
     torch.testing.assert_close(grad_ours, grad_ref, rtol=0, atol=1e-6)
 
 
