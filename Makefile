@@ -35,13 +35,21 @@ browser:
 # Warnings, broken references and tutorials that raise fail the build.
 SPHINX := $(BIN)/python -m sphinx -b html -W --keep-going -q -d docs/_build/doctrees
 
-docs: $(BIN)/.installed
+# MathJax for the formulas, fetched once from the npm registry so the site reads offline
+# (without npm the pages load it from MathJax's CDN)
+MATHJAX := docs/_build/mathjax/node_modules/mathjax/es5/tex-chtml.js
+
+$(MATHJAX):
+	-npm install --prefix docs/_build/mathjax --no-save --silent mathjax@3 \
+	  || echo "npm unavailable: the pages will load MathJax from its CDN"
+
+docs: $(BIN)/.installed $(MATHJAX)
 	$(SPHINX) docs docs/_build/html
 	@echo "open docs/_build/html/index.html"
 
 docs-full: docs
 
-docs-quick: $(BIN)/.installed
+docs-quick: $(BIN)/.installed $(MATHJAX)
 	AEKIT_DOCS_QUICK=1 $(SPHINX) docs docs/_build/html
 	@echo "open docs/_build/html/index.html (quick build: few epochs)"
 

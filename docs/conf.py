@@ -51,6 +51,13 @@ html_theme = "furo"
 html_title = f"aekit {release}"
 html_show_sourcelink = False
 
+# Formulas: a local copy of MathJax where `make docs` could fetch one from the npm registry
+# (docs/_build/mathjax), so the built site reads offline; MathJax's CDN otherwise.
+MATHJAX = HERE / "_build" / "mathjax" / "node_modules" / "mathjax" / "es5"
+if (MATHJAX / "tex-chtml.js").is_file():
+    html_static_path = [str(MATHJAX)]
+    mathjax_path = "tex-chtml.js"
+
 autosummary_generate = True
 autodoc_default_options = {"members": False, "inherited-members": False}
 autodoc_typehints = "none"
