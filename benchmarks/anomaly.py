@@ -39,6 +39,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import MinMaxScaler
 
 import aekit
+from aekit.detection import default_model
 from aekit.evaluation.quick_bench import machine_description, update_section
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,9 +93,8 @@ def split(path: Path, seed: int) -> tuple[np.ndarray, ...]:
 
 
 def run_aekit(X_train, X_test, seed, epochs, **params):
-    model = None if epochs is None and not params else aekit.VAE(
-        likelihood="gaussian_learned", **({} if epochs is None else {"max_iter": epochs}),
-        **params)
+    model = None if epochs is None and not params else default_model(
+        **({} if epochs is None else {"max_iter": epochs}), **params)
     with warnings.catch_warnings(record=True):      # posterior collapse: recorded below
         warnings.simplefilter("always")
         det = aekit.AnomalyDetector(model, random_state=seed).fit(X_train)

@@ -7,9 +7,9 @@ in [0, 1]); score all 10,000 test images, c normal and the nine other classes an
 AUROC per class and the mean over the ten, over ``--seeds`` seeds. Published anchors on
 this protocol: Deep SVDD 89.2 mean AUROC, geometric-transformation classifiers (GEOM,
 Golan & El-Yaniv 2018) 93.5. Methods, default hyper-parameters: ``aekit.AnomalyDetector()``
-(its default VAE on the flat rows; ``--images`` gives it (28, 28) images, so conv
-networks); scikit-learn's ``IsolationForest`` and ``OneClassSVM`` (default gamma);
-PyOD's ``AutoEncoder`` when ``import pyod`` works.
+(its default model, ``aekit.detection.default_model()``, on the flat rows; ``--images``
+gives it (28, 28) images, so conv networks); scikit-learn's ``IsolationForest`` and
+``OneClassSVM`` (default gamma); PyOD's ``AutoEncoder`` when ``import pyod`` works.
 
 Every finished (class, seed, method) goes to ``results.jsonl`` in ``--checkpoint-dir`` as
 it finishes; ``--resume`` skips those already there. Needs Fashion-MNIST
@@ -36,6 +36,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.svm import OneClassSVM
 
 import aekit
+from aekit.detection import default_model
 from aekit.evaluation.quick_bench import machine_description, update_section
 
 CLASSES = ("T-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker",
@@ -44,7 +45,7 @@ PUBLISHED = {"Deep SVDD": 89.2, "GEOM": 93.5}
 
 
 def run_aekit(train, test, seed, epochs, images):
-    model = aekit.VAE() if epochs is None else aekit.VAE(max_iter=epochs)
+    model = None if epochs is None else default_model(max_iter=epochs)
     shape = (-1, 28, 28) if images else (len(train), -1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)

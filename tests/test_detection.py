@@ -89,6 +89,16 @@ def test_the_default_model_is_a_learned_sigma_vae():
     assert det.model is None
     assert type(det.model_) is aekit.VAE and det.model_.likelihood_ == "gaussian_learned"
     assert det.score_type_ == "nll" and det.model_.random_state == 0
+    # a density needs a wider code than the 2 units every model defaults to for pictures
+    assert det.model_.n_components == 32
+
+
+def test_default_model_takes_overrides_and_is_a_fresh_model():
+    from aekit.detection import default_model
+    first, second = default_model(max_iter=3), default_model()
+    assert first is not second and first.max_iter == 3 and second.max_iter == 100
+    assert first.n_components == second.n_components == 32
+    assert first.likelihood == "auto"
 
 
 # ------------------------------------------------------------------ thresholds

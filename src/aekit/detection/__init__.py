@@ -8,9 +8,9 @@
   model's safetensors file plus the detector's metadata), :func:`load_detector`.
 """
 
-from aekit.detection.detector import AnomalyDetector, per_feature_scores
+from aekit.detection.detector import AnomalyDetector, default_model, per_feature_scores
 from aekit.detection.files import is_detector_file, save_detector
 from aekit.detection.loading import detector_from, load_detector
 
-__all__ = ["AnomalyDetector", "detector_from", "is_detector_file", "load_detector",
-           "per_feature_scores", "save_detector"]
+__all__ = ["AnomalyDetector", "default_model", "detector_from", "is_detector_file",
+           "load_detector", "per_feature_scores", "save_detector"]
