@@ -69,11 +69,20 @@ def test_the_conventions_table_holds(which, data, request):
     assert (pred[:15] == -1).mean() > 0.8
 
 
-def test_auto_picks_the_density_where_there_is_one(ae_detector, vae_detector, data):
+def test_auto_picks_the_bound_the_density_or_the_reconstruction(ae_detector, vae_detector,
+                                                                data):
     assert ae_detector.score_type_ == "reconstruction"
-    assert vae_detector.score_type_ == "nll"
+    assert vae_detector.score_type_ == "elbo"           # a model with a posterior q(z|x)
     np.testing.assert_allclose(vae_detector.anomaly_score(data[:50]),
-                               -vae_detector.model_.score_samples(data[:50]), rtol=1e-6)
+                               -vae_detector.model_.elbo(data[:50]), rtol=1e-6)
+    vq = AnomalyDetector(aekit.VQVAE(**TINY), random_state=0).fit(data)
+    assert vq.score_type_ == "nll"                      # a density without a posterior
+    np.testing.assert_allclose(vq.anomaly_score(data[:50]),
+                               -vq.model_.score_samples(data[:50]), rtol=1e-6)
+    nll = AnomalyDetector(aekit.VAE(likelihood="gaussian_learned", n_importance_samples=8,
+                                    **TINY), score_type="nll", random_state=0).fit(data)
+    np.testing.assert_allclose(nll.anomaly_score(data[:50]),
+                               -nll.model_.score_samples(data[:50]), rtol=1e-6)
     np.testing.assert_allclose(ae_detector.anomaly_score(data[:50]),
                                -ae_detector.model_.score_samples(data[:50]), rtol=1e-6)
     elbo = AnomalyDetector(aekit.VAE(likelihood="gaussian_learned", n_importance_samples=8,
@@ -88,7 +97,7 @@ def test_the_default_model_is_a_learned_sigma_vae():
     det = AnomalyDetector(random_state=0).fit(X)
     assert det.model is None
     assert type(det.model_) is aekit.VAE and det.model_.likelihood_ == "gaussian_learned"
-    assert det.score_type_ == "nll" and det.model_.random_state == 0
+    assert det.score_type_ == "elbo" and det.model_.random_state == 0
     # a density needs a wider code than the 2 units every model defaults to for pictures
     assert det.model_.n_components == 32
 

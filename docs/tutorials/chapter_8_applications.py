@@ -17,7 +17,8 @@ application without a second model:
 # Anomalies, and where they are
 # -----------------------------
 # :class:`aekit.AnomalyDetector` wraps a model (a VAE by default); a row's anomaly score
-# is -log p(x) in nats. We train it on the training digits, then score test digits of
+# is, for a VAE, -ELBO(x) in nats: -log p(x) plus how badly the encoder infers the row's
+# code (``score_type="nll"`` gives -log p(x) alone). We train it on the training digits, then score test digits of
 # which 30 have been damaged: a 3 x 3 block of pixels set to full ink somewhere in the
 # image, a defect no training digit has.
 
@@ -51,7 +52,7 @@ is_damaged = np.isin(np.arange(len(X_new)), damaged)
 
 det = aekit.AnomalyDetector(aekit.VAE(likelihood="bernoulli", max_iter=EPOCHS),
                             random_state=0).fit(X)
-scores = det.anomaly_score(X_new)                 # -log p(x), higher = more abnormal
+scores = det.anomaly_score(X_new)                 # -ELBO(x), higher = more abnormal
 print(f"AUCROC damaged vs intact: {roc_auc_score(is_damaged, scores):.3f}")
 print(f"flagged: {(det.predict(X_new) == -1).sum()} rows, of which "
       f"{(is_damaged & (det.predict(X_new) == -1)).sum()} damaged "
