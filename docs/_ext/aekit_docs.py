@@ -5,11 +5,9 @@
   at build time so that the page and the code cannot disagree.
 - ``quick_mode_quiet`` runs before each tutorial: in the quick build (few epochs, on
   purpose too few to converge) it hides ``ConvergenceWarning``, which would only say so.
-- ``repair_docstring`` makes two docstrings render as reStructuredText that say the same
-  as their text: the parameter list of :class:`aekit.BaseAutoencoder`, written without a
-  numpydoc ``Parameters`` header, gets one; a fitted-attribute name such as
-  ``explained_variance_`` outside literal quotes is quoted, as reStructuredText would read
-  its trailing underscore as a link.
+- ``repair_docstring`` quotes a fitted-attribute name such as ``labels_`` written
+  outside literal quotes in a docstring's prose, as reStructuredText would read its
+  trailing underscore as a link.
 """
 
 from __future__ import annotations
@@ -73,11 +71,6 @@ def quick_mode_quiet(gallery_conf, fname, when) -> None:
 
 
 def repair_docstring(app, what, name, obj, options, lines: list[str]) -> None:
-    if name == "aekit.BaseAutoencoder" or name.endswith("estimator.base.BaseAutoencoder"):
-        for i, line in enumerate(lines):
-            if line.startswith("Parameters common to every model"):
-                lines[i + 1:i + 1] = ["", "Parameters", "----------"]
-                break
     literal_indent = None  # the indentation of the paragraph that opened a literal block
     for i, line in enumerate(lines):
         stripped = line.lstrip()

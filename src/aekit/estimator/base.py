@@ -99,8 +99,11 @@ from aekit.training import (
 class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Shared estimator behaviour; see the module docstring for the hooks a model writes.
 
-    Parameters common to every model (a subclass's docstring lists them again):
+    The parameters below are common to every model (a subclass's docstring lists them
+    again).
 
+    Parameters
+    ----------
     n_components : int, default=2
         Size of the code (latent dimensions).
     hidden_layer_sizes : tuple of int, default=(256, 128)

@@ -194,7 +194,7 @@ def evaluate(model: Any, X_test: Any, y_test: Any = None, *, X_train: Any = None
           (real training rows against the test rows: the floor sampling noise sets).
         - ``baseline_pca``: ``manifold`` (``reconstruction_mse``, ``trustworthiness``,
           ``continuity``), ``representation`` and ``generation`` as above for PCA, whose
-          samples are decoded draws from N(0, diag(explained_variance_)).
+          samples are decoded draws from N(0, diag(``explained_variance_``)).
 
     Examples
     --------
