@@ -252,7 +252,8 @@ def main() -> None:
     ap.add_argument("--methods", default="aekit,iforest,pyod",
                     help="aekit (with aekit_nll from the same fit), aekit_unscaled "
                     "(scale='none'), iforest, pyod (PyOD's VAE and AutoEncoder, when "
-                    "installed); results of other methods already in the log are shown too")
+                    "installed) or one of pyod_vae, pyod_vae_kl, pyod_ae; results of "
+                    "other methods already in the log are shown too")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     ap.add_argument("--checkpoint-dir", type=Path,
                     help="append each finished result to results.jsonl here")
@@ -270,7 +271,7 @@ def main() -> None:
     runners = {"aekit": run_aekit, "aekit_unscaled": run_aekit_unscaled,
                "iforest": run_iforest}
     wanted = args.methods.split(",")
-    if "pyod" in wanted:
+    if any(w.startswith("pyod") for w in wanted):       # "pyod" or one of them: "pyod_ae"
         found = pyod_methods()
         if found:
             runners.update(found)
