@@ -47,6 +47,8 @@ DEFAULT_DATA = ROOT / ".." / "shared" / "data" / "adbench"
 TABLE_D4 = "adbench_table_d4_aucroc.csv"
 MAX_ROWS, MIN_ROWS = 10_000, 1_000
 
+DEFAULT_METHODS = "aekit,iforest,pyod"
+
 #: column names, in the table's order
 NAMES = {"aekit": "aekit default", "aekit_nll": "aekit, score_type='nll'",
          "aekit_2d": "aekit, 2-unit code, 'nll' (previous default)",
@@ -184,7 +186,11 @@ def render(results: list[dict], datasets: list[Path], methods: list[str], d4: di
              f"Command: `python benchmarks/anomaly.py --seeds {args.seeds}"
              + (f" --datasets {args.datasets}" if args.datasets else "")
              + (f" --epochs {args.epochs}" if args.epochs is not None else "")
-             + f"` ({seconds / 60:.1f} min of fitting and scoring). Machine: "
+             + (f" --methods {args.methods}" if args.methods != DEFAULT_METHODS else "")
+             + f" --threads {args.threads}" * bool(args.threads)
+             + f"` ({seconds / 60:.1f} min of fitting and scoring"
+             + ", the methods of this command" * (len(methods) > len(args.methods.split(",")))
+             + "). Machine: "
              f"{machine_description()}; torch "
              f"{torch.__version__}; aekit {aekit.__version__}; {time.strftime('%Y-%m-%d')}.",
              "",
@@ -249,7 +255,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=None,
                     help="override the VAE's max_iter (smoke runs; not ADBench's protocol)")
-    ap.add_argument("--methods", default="aekit,iforest,pyod",
+    ap.add_argument("--methods", default=DEFAULT_METHODS,
                     help="aekit (with aekit_nll from the same fit), aekit_unscaled "
                     "(scale='none'), iforest, pyod (PyOD's VAE and AutoEncoder, when "
                     "installed) or one of pyod_vae, pyod_vae_kl, pyod_ae; results of "
