@@ -124,8 +124,9 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):
           row's code, and rows unlike the training rows are inferred worse. On the 28
           ADBench tables used to choose the defaults it ranked anomalies better than the
           importance-sampled ``"nll"`` on 12 and worse on 2 (mean AUCROC 75.5 against
-          74.8; BENCHMARKS.md, "Anomaly detection"), at the same cost (both average over
-          the model's ``n_importance_samples`` draws).
+          74.8), and tied with it on the 15 held out from that choice (BENCHMARKS.md,
+          "Anomaly detection"), at the same cost (both average over the model's
+          ``n_importance_samples`` draws).
     contamination : "auto" or float in (0, 0.5], default="auto"
         How the threshold is set on the training rows. A float: that fraction of the
         training rows is flagged (the ``1 - contamination`` quantile of their scores).
