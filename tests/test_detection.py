@@ -347,3 +347,17 @@ def test_the_command_line_fits_saves_and_scores_a_detector(tmp_path, capsys):
                  str(tmp_path / "x.safetensors"), "--contamination", "0.9", "-q"]) == 2
     assert capsys.readouterr().err.startswith("aekit: error:")
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_cli_detect_fit_vae_takes_the_detectors_code_size(tmp_path):
+    from aekit.cli.main import main
+    np.save(tmp_path / "train.npy", np.random.default_rng(0).normal(size=(200, 4))
+            .astype(np.float32))
+    common = ["--data", str(tmp_path / "train.npy"), "--set", "max_iter=2", "--set",
+              "hidden_layer_sizes=(8,)", "--set", "n_importance_samples=4", "-q"]
+    assert main(["detect", "fit", "vae", "-o", str(tmp_path / "a.safetensors"), *common]) == 0
+    assert main(["detect", "fit", "vae", "-o", str(tmp_path / "b.safetensors"), *common,
+                 "--set", "n_components=3"]) == 0
+    default, chosen = aekit.load(tmp_path / "a.safetensors"), aekit.load(tmp_path / "b.safetensors")
+    assert default.model_.n_components == 32 and default.score_type_ == "elbo"
+    assert chosen.model_.n_components == 3          # a size the user sets is kept

@@ -44,6 +44,7 @@ from aekit.cli.support import (
 from aekit.data import datasets, streaming, tables
 from aekit.data.streaming import head
 from aekit.detection import AnomalyDetector, load_detector
+from aekit.detection.detector import DEFAULT_COMPONENTS
 from aekit.evaluation.evaluate import FeatureExtractor, evaluate, format_table
 from aekit.evaluation.model_measures import density_summary
 from aekit.evaluation.quick_bench import run
@@ -148,6 +149,8 @@ def cmd_detect_fit(args: argparse.Namespace) -> None:
     params = model_params(args)
     params.setdefault("verbose", 0 if args.quiet else 1)
     model = make_model(args.model, params)
+    if type(model) is aekit.VAE and "n_components" not in params:
+        model.set_params(n_components=DEFAULT_COMPONENTS)     # the detector's default VAE
     detector = AnomalyDetector(model, score_type=args.score,
                                contamination=parse_contamination(args.contamination))
     X, _, _ = read_data(args)
@@ -411,8 +414,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = dsub.add_parser("fit", help="train a model as an anomaly detector and save it")
     model_args(p, "detector")
     p.add_argument("--score", default="auto", choices=["auto", "nll", "elbo", "reconstruction"],
-                   help="what a row's anomaly score is (auto: -log p(x) where the model has "
-                   "a density)")
+                   help="what a row's anomaly score is (auto: -ELBO for the VAE family, "
+                   "-log p(x) for other densities, else the reconstruction score)")
     p.add_argument("--contamination", default="auto",
                    help="fraction of training rows to flag, in (0, 0.5], or 'auto' (median + "
                    "3 MAD of the training scores)")
