@@ -349,15 +349,19 @@ def test_the_command_line_fits_saves_and_scores_a_detector(tmp_path, capsys):
     assert not (tmp_path / "x.safetensors").exists()
 
 
-def test_cli_detect_fit_vae_takes_the_detectors_code_size(tmp_path):
+def test_cli_detect_fit_without_a_model_name_trains_the_default_model(tmp_path):
     from aekit.cli.main import main
     np.save(tmp_path / "train.npy", np.random.default_rng(0).normal(size=(200, 4))
             .astype(np.float32))
     common = ["--data", str(tmp_path / "train.npy"), "--set", "max_iter=2", "--set",
               "hidden_layer_sizes=(8,)", "--set", "n_importance_samples=4", "-q"]
-    assert main(["detect", "fit", "vae", "-o", str(tmp_path / "a.safetensors"), *common]) == 0
-    assert main(["detect", "fit", "vae", "-o", str(tmp_path / "b.safetensors"), *common,
-                 "--set", "n_components=3"]) == 0
-    default, chosen = aekit.load(tmp_path / "a.safetensors"), aekit.load(tmp_path / "b.safetensors")
+    assert main(["detect", "fit", "-o", str(tmp_path / "a.safetensors"), *common]) == 0
+    assert main(["detect", "fit", "vae", "-o", str(tmp_path / "b.safetensors"), *common]) == 0
+    default, named = aekit.load(tmp_path / "a.safetensors"), aekit.load(tmp_path / "b.safetensors")
     assert default.model_.n_components == 32 and default.score_type_ == "elbo"
-    assert chosen.model_.n_components == 3          # a size the user sets is kept
+    assert named.model_.n_components == 2           # 'vae' is the VAE as 'aekit fit' has it
+    assert default.model_.max_iter == 2             # --set reaches the default model
+    # an unknown parameter of the default model is one line, and nothing is written
+    assert main(["detect", "fit", "-o", str(tmp_path / "c.safetensors"), *common,
+                 "--set", "bogus=1"]) == 2
+    assert not (tmp_path / "c.safetensors").exists()

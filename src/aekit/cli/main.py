@@ -43,8 +43,7 @@ from aekit.cli.support import (
 )
 from aekit.data import datasets, streaming, tables
 from aekit.data.streaming import head
-from aekit.detection import AnomalyDetector, load_detector
-from aekit.detection.detector import DEFAULT_COMPONENTS
+from aekit.detection import AnomalyDetector, default_model, load_detector
 from aekit.evaluation.evaluate import FeatureExtractor, evaluate, format_table
 from aekit.evaluation.model_measures import density_summary
 from aekit.evaluation.quick_bench import run
@@ -148,9 +147,8 @@ def cmd_detect_fit(args: argparse.Namespace) -> None:
     check_output(args.output, ".safetensors", inputs=(args.data, args.config))
     params = model_params(args)
     params.setdefault("verbose", 0 if args.quiet else 1)
-    model = make_model(args.model, params)
-    if type(model) is aekit.VAE and "n_components" not in params:
-        model.set_params(n_components=DEFAULT_COMPONENTS)     # the detector's default VAE
+    model = (make_model(args.model, params) if args.model is not None
+             else make_model("vae", params, base=default_model()))
     detector = AnomalyDetector(model, score_type=args.score,
                                contamination=parse_contamination(args.contamination))
     X, _, _ = read_data(args)
@@ -385,9 +383,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="stream .npy/.parquet/image data larger than this (e.g. 2G); "
                        "default: a quarter of this machine's memory")
 
-    def model_args(p: argparse.ArgumentParser, writes: str) -> None:
-        """The model to train, its data, parameters and output file."""
-        p.add_argument("model", help="model name, see 'aekit models'")
+    def model_args(p: argparse.ArgumentParser, writes: str, model_help: str = "") -> None:
+        """The model to train, its data, parameters and output file; with ``model_help``
+        the model name may be left out (what happens then is that help)."""
+        if model_help:
+            p.add_argument("model", nargs="?", help=f"model name, see 'aekit models' "
+                           f"({model_help})")
+        else:
+            p.add_argument("model", help="model name, see 'aekit models'")
         data_args(p)
         p.add_argument("-o", "--output", required=True,
                        help=f"{writes} file to write (.safetensors)")
@@ -412,7 +415,8 @@ def build_parser() -> argparse.ArgumentParser:
     detect = sub.add_parser("detect", help="anomaly detection: fit a detector, score rows")
     dsub = detect.add_subparsers(dest="detect_command", required=True, metavar="COMMAND")
     p = dsub.add_parser("fit", help="train a model as an anomaly detector and save it")
-    model_args(p, "detector")
+    model_args(p, "detector", "default: the detector's default model, a VAE with a 32-unit "
+               "code, aekit.detection.default_model()")
     p.add_argument("--score", default="auto", choices=["auto", "nll", "elbo", "reconstruction"],
                    help="what a row's anomaly score is (auto: -ELBO for the VAE family, "
                    "-log p(x) for other densities, else the reconstruction score)")

@@ -76,9 +76,10 @@ def model_params(args: argparse.Namespace) -> dict[str, Any]:
     return params
 
 
-def make_model(name: str, params: dict[str, Any]) -> Any:
-
-    model = aekit.get_model(name)
+def make_model(name: str, params: dict[str, Any], base: Any = None) -> Any:
+    """The model ``name`` (or ``base``, an unfitted model named ``name``) with ``params``
+    set; unknown parameters are refused, naming the valid ones."""
+    model = aekit.get_model(name) if base is None else base
     valid = model.get_params()
     unknown = sorted(set(params) - set(valid))
     if unknown:
