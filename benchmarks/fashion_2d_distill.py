@@ -15,7 +15,10 @@ It separates the two things that hold ``neighbor_ae`` back (BENCHMARKS.md, "Fash
 2-D maps"): the neighbour loss (free codes under it reach 0.68-0.71 leave-one-out, t-SNE
 0.80) and the encoder's out-of-sample map (this probe).
 
-Usage: python benchmarks/fashion_2d_distill.py N_TRAIN EPOCHS   (one JSON line)
+``conv`` as a third argument uses a convolutional encoder instead (two stride-2 3x3
+convolutions of 32 and 64 channels, then 256 units and the 2-D code).
+
+Usage: python benchmarks/fashion_2d_distill.py N_TRAIN EPOCHS [conv]   (one JSON line)
 """
 
 import json
@@ -41,8 +44,15 @@ t = time.time()
 Y = TSNE(2, init="pca", random_state=0, n_jobs=1).fit_transform(X[tr]).astype(np.float32)
 t_tsne = time.time() - t
 Y = (Y - Y.mean(0)) / Y.std(0)
-enc = nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 256), nn.ReLU(),
-                    nn.Linear(256, 2))
+conv = len(sys.argv) > 3 and sys.argv[3] == "conv"
+if conv:
+    enc = nn.Sequential(nn.Unflatten(1, (1, 28, 28)),
+                        nn.Conv2d(1, 32, 3, stride=2, padding=1), nn.ReLU(),     # 14x14
+                        nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.ReLU(),    # 7x7
+                        nn.Flatten(), nn.Linear(64 * 7 * 7, 256), nn.ReLU(), nn.Linear(256, 2))
+else:
+    enc = nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 256), nn.ReLU(),
+                        nn.Linear(256, 2))
 opt = torch.optim.Adam(enc.parameters(), 1e-3)
 Xt, Yt = torch.tensor(X[tr]), torch.tensor(Y)
 g = torch.Generator().manual_seed(0)
@@ -62,7 +72,8 @@ acc_enc = KNeighborsClassifier(1).fit(ztr, y[tr]).score(zho, y[ho])
 acc_tsne_train_map = KNeighborsClassifier(1).fit(Y, y[tr]).score(zho, y[ho])
 loo = KNeighborsClassifier(2).fit(Y, y[tr]).kneighbors(Y, 2, return_distance=False)[:, 1]
 tw = trustworthiness(X[ho], zho, n_neighbors=5)
-print(json.dumps(dict(n_train=n_train, epochs=epochs, acc_encoder=acc_enc,
+print(json.dumps(dict(n_train=n_train, epochs=epochs, encoder="conv" if conv else "mlp",
+                      acc_encoder=acc_enc,
                       acc_vs_tsne_codes=acc_tsne_train_map,
                       tsne_train_loo=float((y[tr][loo] == y[tr]).mean()), trust5=tw,
                       t_tsne=t_tsne, t_fit=t_fit, final_loss=loss.item())))
