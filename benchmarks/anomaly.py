@@ -222,25 +222,21 @@ def render(results: list[dict], datasets: list[Path], methods: list[str], d4: di
                     f"{best[1]:.1f} ({best[0]})" if best else "—"]
         lines.append("| " + " | ".join(row + times) + " |")
     complete = all(len(means[m]) == len(datasets) for m in methods)
-    if complete and len(datasets) > 1:
-        row = [f"mean of these {len(datasets)}"] + [f"{np.mean(means[m]):.1f}"
-                                                    for m in methods]
+    names = [short(p) for p in datasets]
+    parts = [(f"these {len(names)}", names),
+             ("the 28 used to choose the defaults", DEV_TABLES),
+             ("the other 15 (held out from that choice)",
+              [n for n in names if n not in DEV_TABLES])]
+    for k, (label, part) in enumerate(parts):
+        idx = [i for i, n in enumerate(names) if n in part]
+        if not complete or len(names) < 2 or not idx or (k and len(idx) == len(names)):
+            continue                    # the two parts only when both have tables
+        row = [f"mean of {label}"] + [f"{np.mean([means[m][i] for i in idx]):.1f}"
+                                      for m in methods]
         if d4:
-            row += [f"{np.mean(means['d4_iforest']):.1f}"
+            row += [f"{np.mean([means['d4_iforest'][i] for i in idx]):.1f}"
                     if len(means["d4_iforest"]) == len(datasets) else "—", ""]
         lines.append("| " + " | ".join(row + [""] * len(methods)) + " |")
-        names = [short(p) for p in datasets]
-        for label, part in (("the 28 used to choose the defaults", DEV_TABLES),
-                            ("the other 15 (held out from that choice)",
-                             [n for n in names if n not in DEV_TABLES])):
-            idx = [i for i, n in enumerate(names) if n in part]
-            if 0 < len(idx) < len(names):
-                row = [f"mean of {label}"] + [f"{np.mean([means[m][i] for i in idx]):.1f}"
-                                              for m in methods]
-                if d4:
-                    row += [f"{np.mean([means['d4_iforest'][i] for i in idx]):.1f}"
-                            if len(means["d4_iforest"]) == len(datasets) else "—", ""]
-                lines.append("| " + " | ".join(row + [""] * len(methods)) + " |")
     lines.append("<!-- anomaly:end -->")
     return "\n".join(lines)
 
