@@ -2,7 +2,8 @@
 
 Runs in pythae's own environment (see benchmarks/speed.py --pythae-python); reads the data
 from .npy files written by the driver, so both libraries see exactly the same arrays.
-Usage: python _pythae_vae.py TRAIN.npy TEST.npy EPOCHS K N_TEST SEED
+Usage: python _pythae_vae.py TRAIN.npy TEST.npy EPOCHS K N_TEST SEED [DEVICE]
+(DEVICE is cpu, the default, or cuda: pythae then trains and scores on its first GPU.)
 """
 
 import json
@@ -58,6 +59,7 @@ class EpochTimer(TrainingCallback):
 
 def main():
     train_path, test_path, epochs, k, n_test, seed = sys.argv[1:7]
+    device = sys.argv[7] if len(sys.argv) > 7 else "cpu"
     torch.manual_seed(int(seed))
     X = np.load(train_path)
     X_test = np.load(test_path)[: int(n_test)]
@@ -67,7 +69,7 @@ def main():
     with tempfile.TemporaryDirectory() as out:
         config = BaseTrainerConfig(output_dir=out, num_epochs=int(epochs), learning_rate=1e-3,
                                    per_device_train_batch_size=128, optimizer_cls="Adam",
-                                   no_cuda=True, steps_saving=None, seed=int(seed))
+                                   no_cuda=device == "cpu", steps_saving=None, seed=int(seed))
         TrainingPipeline(model=model, training_config=config)(train_data=X, callbacks=[timer])
     begins = [t for kind, t in timer.marks if kind == "begin"]
     ends = [t for kind, t in timer.marks if kind == "end"]
@@ -75,9 +77,11 @@ def main():
     model.eval()
     torch.manual_seed(0)
     # despite its name, pythae 0.1.2's get_nll returns the mean log-likelihood (negative)
-    log_likelihood = model.get_nll(torch.from_numpy(X_test), n_samples=int(k), batch_size=100)
-    print(json.dumps({"times": times, "nll": -float(log_likelihood),
-                      "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    log_likelihood = model.get_nll(torch.from_numpy(X_test).to(device), n_samples=int(k),
+                                   batch_size=100)
+    peak = (torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda")
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    print(json.dumps({"times": times, "nll": -float(log_likelihood), "peak_rss_mib": peak}))
 
 
 if __name__ == "__main__":

@@ -261,7 +261,7 @@ def main() -> None:
                 if name == "pythae":
                     out = _child([args.pythae_python, str(HERE / "_pythae_vae.py"),
                                   f"{tmp}/train.npy", f"{tmp}/test.npy", str(args.epochs),
-                                  str(args.k), str(args.n_test), "0"])
+                                  str(args.k), str(args.n_test), "0", args.device])
                     out = {"times": out["times"], "nll": out["nll"],
                            "peak_mib": out["peak_rss_mib"], "compile_s": 0.0}
                 else:

@@ -150,6 +150,20 @@ def test_kl_sparsity_moves_mean_activation_towards_the_target(family, digits, di
     assert sparse.history_["sparsity"][-1] < free.history_["sparsity"][-1]
 
 
+def test_the_kl_penalty_is_the_bernoulli_kl_by_hand():
+    """The written-out penalty (no torch distributions: no argument checks that read the
+    device back) is sum_j KL(Bernoulli(rho) || Bernoulli(rho_hat_j)), saturated units
+    included (rho_hat clamped to [1e-6, 1 - 1e-6])."""
+    sparse = SparseAE(sparsity_target=0.05)
+    z = torch.tensor([[0.1, 0.0, 1.0, 0.5], [0.3, 0.0, 1.0, 0.05]])
+    rho = 0.05
+    expected = 0.0
+    for rho_hat in np.float32([0.2, 1e-6, 1 - 1e-6, 0.275]).astype(np.float64):
+        expected += rho * np.log(rho / rho_hat) + (1 - rho) * np.log((1 - rho) / (1 - rho_hat))
+    assert float(sparse._penalty(z)) == pytest.approx(expected, rel=1e-5)
+    assert float(sparse._penalty(torch.full((3, 4), rho))) == pytest.approx(0.0, abs=1e-6)
+
+
 def test_l1_sparsity_shrinks_the_codes(digits):
     X, _ = digits
     kw = dict(sparsity="l1", n_components=8, hidden_layer_sizes=(32,), max_iter=10,

@@ -134,13 +134,22 @@ def test_epoch_sums_and_generator_states_go_to_gloo_as_host_tensors(monkeypatch)
 
 #: Tensor methods and functions that read a device tensor back to the host (a sync on
 #: CUDA), or size their output by its values (not one_hot: with num_classes given, CUDA
-#: checks the classes by a device assert, without a sync)
+#: checks the classes by a device assert, without a sync), and ``torch.tensor``, which
+#: copies host data to the device (a synchronising copy from pageable memory)
 READS_BACK = {"__bool__", "item", "__float__", "__int__", "__index__", "tolist", "cpu",
               "numpy", "nonzero", "bincount", "unique", "masked_select", "argwhere",
-              "equal", "allclose", "__array__"}
+              "equal", "allclose", "__array__", "tensor"}
+#: torch code that a call from aekit runs on its behalf: a read-back in there is charged to
+#: aekit's line (e.g. a distribution built with argument validation checks its parameters
+#: with ``bool(valid.all())``)
 _THIN_WRAPPERS = ("torch/_tensor.py", "torch/overrides.py", "torch/functional.py",
-                  "torch/nn/functional.py")
+                  "torch/nn/functional.py", "torch/distributions/")
 _AEKIT = os.path.dirname(aekit.__file__)
+
+
+def _in(frame, folders: tuple[str, ...]) -> bool:
+    path = frame.f_code.co_filename.replace(os.sep, "/")
+    return any(part in path for part in folders)
 
 
 class ReadBacks(TorchFunctionMode):
@@ -155,7 +164,7 @@ class ReadBacks(TorchFunctionMode):
         name = getattr(func, "__name__", "")
         if name in READS_BACK:
             frame = sys._getframe(1)
-            while frame is not None and frame.f_code.co_filename.endswith(_THIN_WRAPPERS):
+            while frame is not None and _in(frame, _THIN_WRAPPERS):
                 frame = frame.f_back
             if frame is not None and frame.f_code.co_filename.startswith(_AEKIT):
                 where = os.path.relpath(frame.f_code.co_filename, _AEKIT)

@@ -142,7 +142,8 @@ class M2(ClassifierMixin, ConditionalVAE):
 
     def _class_prior(self, device: torch.device) -> Distribution:
         """p(y), uniform over the classes."""
-        return Categorical(logits=torch.zeros(self._condition_width(), device=device))
+        return Categorical(logits=torch.zeros(self._condition_width(), device=device),
+                           validate_args=False)
 
     def _build(self, input_shape: tuple[int, ...]) -> nn.Module:
         module = super()._build(input_shape)
@@ -152,7 +153,9 @@ class M2(ClassifierMixin, ConditionalVAE):
         return module
 
     def _q_y(self, x: Tensor) -> Distribution:
-        return Categorical(logits=self.module_.classifier(self._standardize(x)).float())
+        # no argument validation: its checks read the device back (a sync every step)
+        return Categorical(logits=self.module_.classifier(self._standardize(x)).float(),
+                           validate_args=False)
 
     # -------------------------------------------------------------- training
 

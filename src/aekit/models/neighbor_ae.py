@@ -60,8 +60,9 @@ def neighbor_embedding_loss(z: Tensor, z_pos: Tensor) -> Tensor:
     d2 = (z.unsqueeze(1) - candidates.unsqueeze(0)).pow(2).sum(-1)         # (B, 2B)
     logits = -torch.log1p(d2)                                              # log q
     itself = torch.arange(b, device=z.device)
+    # torch.full, not torch.tensor: a fill on the device, not a copy from the host
     logits = logits.index_put((itself, itself + b),
-                              torch.tensor(-math.inf, device=z.device, dtype=logits.dtype))
+                              torch.full((), -math.inf, device=z.device, dtype=logits.dtype))
     return torch.logsumexp(logits, dim=1) - logits[itself, itself]
 
 

@@ -11,12 +11,12 @@ negative log-likelihood (the ``recon`` term in ``history_`` still is).
 
 from __future__ import annotations
 
+import math
 from numbers import Real
 
 import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 from torch import Tensor
-from torch.distributions import Bernoulli, kl_divergence
 
 from aekit._registry import register
 from aekit.models.ae import AE
@@ -101,8 +101,12 @@ class SparseAE(AE):
         if self.sparsity == "l1":
             return z.abs().sum(-1).mean()
         rho_hat = z.float().mean(0).clamp(RHO_HAT_EPS, 1 - RHO_HAT_EPS)  # (k,)
-        rho = torch.full_like(rho_hat, self.sparsity_target)              # (k,)
-        return kl_divergence(Bernoulli(probs=rho), Bernoulli(probs=rho_hat)).sum()
+        # KL(Bernoulli(rho) || Bernoulli(rho_hat)) written out: torch's distributions would
+        # validate their arguments, a read-back from the device in every step
+        rho = self.sparsity_target
+        kl = (rho * (math.log(rho) - rho_hat.log())
+              + (1 - rho) * (math.log1p(-rho) - torch.log1p(-rho_hat)))    # (k,)
+        return kl.sum()
 
     def _loss(self, x: Tensor, y: Tensor | None, ctx: FitContext) -> LossTerms:
         z = self._encode(x)                                               # (B, k)
