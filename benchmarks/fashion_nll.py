@@ -12,9 +12,14 @@ model parameters as JSON (for example a KL warm-up with ``--models beta_vae --pa
 validation bound with ``'{"early_stopping": true, "n_iter_no_change": 50}'``);
 ``--hidden`` sets the MLP widths. With ``--checkpoint-dir`` every model checkpoints each epoch
 and finished results go to ``results.jsonl`` there; ``--resume`` continues a stopped run.
+``--time-budget SECONDS`` (with ``--checkpoint-dir``) trains in chunks of ``--chunk`` epochs,
+each resumed from the last one's checkpoint (the same run as one fit), and starts no chunk
+that would end past the budget: the model is then evaluated at the epochs it reached, which
+the table reports. Run again with ``--resume``, it goes on from there for another budget.
 
 Usage: python benchmarks/fashion_nll.py [--epochs 30] [--k 5000] [--models vae,iwae]
        [--params JSON] [--hidden 512,256] [--checkpoint-dir DIR [--resume]]
+       [--time-budget SECONDS [--chunk 10]]
        [--section NAME] [--write BENCHMARKS.md]
 """
 
@@ -38,6 +43,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_log import append, open_log  # noqa: E402
 
 
+def _fit_in_chunks(model, X: np.ndarray, ckpt: Path, resume: bool, epochs: int, chunk: int,
+                   budget: float) -> bool:
+    """Fit ``model`` up to ``epochs`` epochs in chunks of ``chunk``, each resumed from the
+    previous chunk's checkpoint, starting no chunk that the last one's pace says would end
+    past ``budget`` seconds. Early stopping ends it too. True when the budget stopped it."""
+    start = time.perf_counter()
+    reached = 0
+    while reached < epochs:
+        chunk_start = time.perf_counter()
+        model.set_params(max_iter=min(epochs, reached + chunk))
+        model.fit(X, checkpoint_dir=str(ckpt), resume=resume or reached > 0)
+        if model.n_iter_ < model.max_iter:                 # stopped early (or diverged)
+            return False
+        pace = (time.perf_counter() - chunk_start) / max(model.n_iter_ - reached, 1)
+        reached = model.n_iter_
+        if (reached < epochs
+                and time.perf_counter() - start + pace * min(chunk, epochs - reached) > budget):
+            return True
+    return False
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=30)
@@ -52,9 +78,14 @@ def main() -> None:
     ap.add_argument("--checkpoint-dir", type=Path)
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--verbose", type=int, default=0, help="2: print every epoch")
+    ap.add_argument("--time-budget", type=float,
+                    help="seconds of training per model (needs --checkpoint-dir)")
+    ap.add_argument("--chunk", type=int, default=10, help="epochs per chunk with --time-budget")
     ap.add_argument("--write")
     args = ap.parse_args()
     params = json.loads(args.params)
+    if args.time_budget and args.checkpoint_dir is None:
+        ap.error("--time-budget trains in chunks resumed from checkpoints: give --checkpoint-dir")
     hidden = tuple(int(h) for h in args.hidden.split(","))
     log, done = open_log(args.checkpoint_dir, args.resume)
     if args.threads:
@@ -62,10 +93,15 @@ def main() -> None:
     X, _ = aekit.datasets.load("fashion-mnist", split="train")
     X_test, _ = aekit.datasets.load("fashion-mnist", split="test")
     X_test = aekit.datasets.binarize(X_test, random_state=0)
+    # with --time-budget, a model that the budget stopped short of --epochs goes on from its
+    # checkpoint (its latest row is replaced); every other finished model is kept as it is
+    latest = {r["name"]: r for r in done}
+    go_on = {name for name, r in latest.items()
+             if args.time_budget and r.get("budget_stopped") and r["epochs"] < args.epochs}
     rows = [(r["model"], r["nll"], r["stderr"], r["fit_s"], r["eval_s"], r["epochs"])
-            for r in done]
+            for name, r in latest.items() if name not in go_on]
     for name in args.models.split(","):
-        if any(r["name"] == name for r in done):
+        if name in latest and name not in go_on:
             continue
         settings = dict(n_components=args.n_components, hidden_layer_sizes=hidden,
                         likelihood="bernoulli", binarize="dynamic", max_iter=args.epochs,
@@ -74,8 +110,13 @@ def main() -> None:
         model = aekit.get_model(name, **{**settings, **params})
         ckpt = None if args.checkpoint_dir is None else args.checkpoint_dir / name
         start = time.perf_counter()
-        model.fit(X, checkpoint_dir=None if ckpt is None else str(ckpt),
-                  resume=args.resume and ckpt is not None and ckpt.exists())
+        resume = args.resume and ckpt is not None and ckpt.exists()
+        budget_stopped = False
+        if args.time_budget:
+            budget_stopped = _fit_in_chunks(model, X, ckpt, resume, args.epochs, args.chunk,
+                                            args.time_budget)
+        else:
+            model.fit(X, checkpoint_dir=None if ckpt is None else str(ckpt), resume=resume)
         # a resumed fit's wall time misses the earlier part; history_ keeps every epoch's
         fit_s = max(time.perf_counter() - start, float(sum(model.history_.get("time", []))))
         start = time.perf_counter()
@@ -85,7 +126,8 @@ def main() -> None:
         rows.append((type(model).__name__, mean, stderr, fit_s, eval_s, model.n_iter_))
         append(log, {"name": name, "model": type(model).__name__, "nll": mean,
                      "stderr": stderr, "fit_s": fit_s, "eval_s": eval_s,
-                     "epochs": model.n_iter_, "params": params})
+                     "epochs": model.n_iter_, "params": params,
+                     "budget_stopped": budget_stopped})
         print(f"{name}: NLL {mean:.2f} +- {stderr:.2f} nats; {model.n_iter_} epochs, "
               f"fit {fit_s / 60:.1f} min, eval {eval_s / 60:.1f} min", flush=True)
     lines = [
@@ -96,6 +138,8 @@ def main() -> None:
         + (f" --hidden {args.hidden}" if args.hidden != "512,256" else "")
         + (f" --params {shlex.quote(args.params)}" if params else "")
         + (f" --section {args.section}" if args.section != "fashion_nll" else "")
+        + (f" --checkpoint-dir DIR --time-budget {args.time_budget:g} --chunk {args.chunk}"
+           if args.time_budget else "")
         + " --write BENCHMARKS.md`. Machine: "
         f"{machine_description()}; torch {torch.__version__}; "
         f"aekit {aekit.__version__}; {time.strftime('%Y-%m-%d')}.", "",

@@ -33,3 +33,34 @@ def test_machine_description_names_the_cpu_and_its_bf16_instructions(tmp_path, f
 def test_machine_description_without_cpuinfo_still_names_cores_and_threads(tmp_path):
     text = machine_description(tmp_path / "missing")
     assert "cores" in text and "AMX" not in text and text.endswith("threads")
+
+
+def test_fit_in_chunks_is_one_fit_and_stops_at_the_budget(tmp_path, digits):
+    """benchmarks/fashion_nll.py --time-budget: chunks resumed from checkpoints give the
+    same weights as one fit, and a spent budget stops between chunks (and says so)."""
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    import aekit
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from fashion_nll import _fit_in_chunks
+
+    X = digits[0][:300]
+    kw = dict(hidden_layer_sizes=(16,), max_iter=6, random_state=0, n_iter_no_change=100,
+              likelihood="bernoulli", binarize="dynamic")
+    whole = aekit.VAE(**kw).fit(X)
+    chunked = aekit.VAE(**kw)
+    assert _fit_in_chunks(chunked, X, tmp_path / "a", False, 6, 2, 1e9) is False
+    assert chunked.n_iter_ == 6
+    for a, b in zip(whole.module_.state_dict().values(), chunked.module_.state_dict().values()):
+        assert torch.equal(a, b)
+    stopped = aekit.VAE(**kw)
+    assert _fit_in_chunks(stopped, X, tmp_path / "b", False, 6, 2, 0.0) is True
+    assert stopped.n_iter_ == 2
+    # resumed with the budget back, it goes on to the end of the same run
+    assert _fit_in_chunks(stopped, X, tmp_path / "b", True, 6, 2, 1e9) is False
+    for a, b in zip(whole.module_.state_dict().values(), stopped.module_.state_dict().values()):
+        assert torch.equal(a, b)
