@@ -297,7 +297,8 @@ def summarise(results: dict, full: dict | None, floor: dict,
         f"Command: `python benchmarks/speed.py --epochs {args.epochs} --rounds {args.rounds} "
         f"--k {args.k} "
         f"--n-test {args.n_test} --device {args.device}"
-        + (" --pythae-python .venv-pythae/bin/python" if "pythae" in results else "")
+        + (f" --configs {args.configs}" if args.configs != ",".join(CONFIGS) else "")
+        + (f" --pythae-python {args.pythae_python}" if "pythae" in results else "")
         + " --write BENCHMARKS.md`",
         f"Machine: {machine_description()}, device "
         f"{args.device}; torch {torch.__version__}; aekit {aekit.__version__}; "
