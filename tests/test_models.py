@@ -196,6 +196,42 @@ def test_flat_input_with_architecture_conv_is_refused(digits):
         aekit.AE(architecture="conv", **SMALL).fit(X)
 
 
+def test_a_gated_layer_is_a_linear_part_times_a_sigmoid_gate():
+    from aekit.nn import GatedLinear
+
+    torch.manual_seed(0)
+    layer = GatedLinear(3, 2)
+    x = torch.randn(4, 3)
+    W, b = layer.linear.weight, layer.linear.bias            # (4, 3), (4,): h rows, then gates
+    expected = (x @ W[:2].T + b[:2]) * torch.sigmoid(x @ W[2:].T + b[2:])
+    torch.testing.assert_close(layer(x), expected)
+
+
+def test_architecture_gated_builds_gated_mlps_that_save_and_load(digits, tmp_path):
+    from aekit.nn import GatedLinear
+
+    X, _ = digits
+    vae = aekit.VAE(architecture="gated", likelihood="bernoulli", n_importance_samples=4,
+                    **{**SMALL, "hidden_layer_sizes": (16, 8)}).fit(X)
+    for net in (vae.module_.encoder, vae.module_.decoder):
+        kinds = [type(m) for m in net]
+        assert kinds == [GatedLinear, GatedLinear, torch.nn.Linear]   # the gate is the
+    assert vae.module_.encoder[0].linear.weight.shape == (32, 64)    # only nonlinearity
+    assert np.isfinite(vae.history_["loss"]).all()
+    vae.save(tmp_path / "gated.safetensors")
+    loaded = aekit.load(tmp_path / "gated.safetensors")
+    np.testing.assert_array_equal(loaded.transform(X[:20]), vae.transform(X[:20]))
+    np.testing.assert_allclose(loaded.score_samples(X[:20]), vae.score_samples(X[:20]))
+
+
+@pytest.mark.parametrize("name", ["stacked_ae", "cvae"])
+def test_models_that_build_plain_dense_layers_refuse_architecture_gated(name, digits):
+    X, y = digits
+    model = aekit.get_model(name, architecture="gated", **SMALL)
+    with pytest.raises(ValueError, match="architecture='gated'"):
+        model.fit(X, y if name == "cvae" else None)
+
+
 def test_pickle_round_trip(fitted_vae, digits):
     X, _ = digits
     again = pickle.loads(pickle.dumps(fitted_vae))

@@ -33,15 +33,36 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "identity": nn.Identity,
 }
 
-ARCHITECTURES = ("auto", "mlp", "conv")
+ARCHITECTURES = ("auto", "mlp", "gated", "conv")
 
 
-def mlp(sizes: Sequence[int], activation: str) -> nn.Sequential:
-    """Linear layers through ``sizes``, ``activation`` between them, none after the last."""
+class GatedLinear(nn.Module):
+    """A gated dense layer, ``(W x + b) * sigmoid(V x + c)``: the gated linear unit of
+    Dauphin et al. 2017 (arXiv:1612.08083), used as the dense layers of the VampPrior and
+    Exemplar VAE likelihood benchmarks (Tomczak & Welling 2018, arXiv:1705.07120). ``W``
+    and ``V`` are stacked in one ``nn.Linear`` of twice the width: one matrix product."""
+
+    def __init__(self, n_in: int, n_out: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(n_in, 2 * n_out)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h, gate = self.linear(x).chunk(2, dim=-1)
+        return h * gate.sigmoid()
+
+
+def mlp(sizes: Sequence[int], activation: str, gated: bool = False) -> nn.Sequential:
+    """Linear layers through ``sizes``, ``activation`` between them, none after the last.
+    With ``gated``, every layer but the last is a :class:`GatedLinear`, whose gate is its
+    nonlinearity (``activation`` is then not used)."""
     layers: list[nn.Module] = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        last = i == len(sizes) - 2
+        if gated and not last:
+            layers.append(GatedLinear(n_in, n_out))
+            continue
         layers.append(nn.Linear(n_in, n_out))
-        if i < len(sizes) - 2:
+        if not last:
             layers.append(ACTIVATIONS[activation]())
     return nn.Sequential(*layers)
 
@@ -147,9 +168,11 @@ def build_encoder(input_shape: Sequence[int], hidden_layer_sizes: Sequence[int],
                   activation: str, architecture: str) -> nn.Module:
     """Encoder for rows of ``input_shape``: ``(B, D) -> (B, n_out)``."""
     hidden = list(hidden_layer_sizes)
-    if resolve_architecture(architecture, input_shape) == "conv":
+    architecture = resolve_architecture(architecture, input_shape)
+    if architecture == "conv":
         return ConvEncoder(image_shape(input_shape), hidden[-1:], n_out, activation)  # type: ignore[arg-type]
-    return mlp([math.prod(input_shape), *hidden, n_out], activation)
+    return mlp([math.prod(input_shape), *hidden, n_out], activation,
+               gated=architecture == "gated")
 
 
 def build_decoder(input_shape: Sequence[int], hidden_layer_sizes: Sequence[int],
@@ -157,10 +180,12 @@ def build_decoder(input_shape: Sequence[int], hidden_layer_sizes: Sequence[int],
                   architecture: str) -> nn.Module:
     """Decoder mirroring :func:`build_encoder`: ``(B, k) -> (B, D * n_params)``."""
     hidden = list(reversed(hidden_layer_sizes))
-    if resolve_architecture(architecture, input_shape) == "conv":
+    architecture = resolve_architecture(architecture, input_shape)
+    if architecture == "conv":
         return ConvDecoder(image_shape(input_shape), hidden[:1], n_components, n_params,  # type: ignore[arg-type]
                            activation)
-    return mlp([n_components, *hidden, math.prod(input_shape) * n_params], activation)
+    return mlp([n_components, *hidden, math.prod(input_shape) * n_params], activation,
+               gated=architecture == "gated")
 
 
 # ------------------------------------------------------------------ a user's own networks

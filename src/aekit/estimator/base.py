@@ -135,8 +135,12 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         against the KL and the posterior collapses. "auto" standardises for the real-line
         likelihoods ("gaussian", "gaussian_learned", "laplace") and leaves data in a fixed
         range (e.g. "bernoulli") as it is; "none" never standardises.
-    architecture : {"auto", "mlp", "conv"}, default="auto"
+    architecture : {"auto", "mlp", "gated", "conv"}, default="auto"
         "auto" uses small conv nets for image-shaped input and MLPs for flat rows.
+        "gated" builds MLPs whose hidden layers are gated linear units,
+        ``(W x + b) * sigmoid(V x + c)`` (:class:`aekit.nn.GatedLinear`; ``activation``
+        is then not used), the dense layers of the published VampPrior and Exemplar VAE
+        likelihoods; image rows are flattened.
     columns : dict of str to {"numeric", "binary", "count", "categorical"}, optional
         With ``likelihood="mixed"`` (or "auto", which they make "mixed"): the kind of
         these columns, overriding what is inferred from the table (bool columns and
@@ -337,7 +341,8 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
                 self.encoder, image_shape(enc_shape) or (math.prod(enc_shape),), n_out,
                 f"encoder: {self._encoder_outputs_meaning} ({n_out})")
         if self.decoder is None and n_outputs != n_features * n_params:
-            decoder = mlp([self.n_components, *reversed(hidden), n_outputs], self.activation)
+            decoder = mlp([self.n_components, *reversed(hidden), n_outputs], self.activation,
+                          gated=self.architecture == "gated")
         elif self.decoder is None:
             decoder = build_decoder(input_shape, hidden, self.n_components, n_params,
                                     self.activation, self.architecture)

@@ -91,10 +91,10 @@ class ConditionalVAE(VAE):
 
     def _check_hyperparameters(self) -> None:
         super()._check_hyperparameters()
-        if self.architecture == "conv":
-            raise InputError(f"{type(self).__name__} builds MLP networks (the condition is "
-                             f"joined to the flat row); got architecture='conv'; use 'auto' "
-                             f"or 'mlp'")
+        if self.architecture in ("conv", "gated"):
+            raise InputError(f"{type(self).__name__} builds plain MLP networks (the "
+                             f"condition is joined to the flat row in the first layer); got "
+                             f"architecture={self.architecture!r}; use 'auto' or 'mlp'")
 
     def _labels_tensor(self, targets: Any, n: int, device: torch.device) -> Tensor:
         if len(targets) != n:

@@ -123,10 +123,11 @@ class StackedAE(AE):
         self.pretrain_max_iter = pretrain_max_iter
 
     def _build(self, input_shape: tuple[int, ...]) -> nn.Module:
-        if self.architecture == "conv":
+        if self.architecture in ("conv", "gated"):
             raise InputError("StackedAE pretrains dense layers one at a time, so it only "
-                             "builds MLPs; got architecture='conv'. Use architecture='mlp' "
-                             "or 'auto' (image input is then flattened)")
+                             f"builds plain MLPs; got architecture={self.architecture!r}. "
+                             "Use architecture='mlp' or 'auto' (image input is then "
+                             "flattened)")
         return super()._build((math.prod(input_shape),))
 
     capabilities = AE.capabilities.but(streaming=False)
