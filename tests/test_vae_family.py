@@ -331,3 +331,20 @@ def test_save_and_load_round_trip(fitted_vamp, vae_and_beta_vae, digits, tmp_pat
     np.testing.assert_allclose(again.score_samples(digits[0][:10]),
                                model.score_samples(digits[0][:10]), rtol=1e-6)
     assert again.history_ == model.history_
+
+
+def test_the_closed_form_kl_is_torchs_kl_against_the_standard_normal(fitted_vae, digits):
+    """VAE's KL against its N(0, I) prior in closed form (fewer kernels a step) is torch's
+    general Normal-Normal KL, per dimension and per row; a model with its own prior keeps
+    torch's."""
+    from torch.distributions import kl_divergence
+
+    x = torch.as_tensor(digits[0][:32])
+    with torch.no_grad():
+        q = fitted_vae._posterior(x)
+        prior = fitted_vae._prior()
+        torch.testing.assert_close(fitted_vae._kl_dims(q),
+                                   kl_divergence(q.base_dist, prior.base_dist))
+        torch.testing.assert_close(fitted_vae._kl(q), kl_divergence(q, prior))
+    assert fitted_vae._standard_prior()
+    assert not VampPriorVAE()._standard_prior()

@@ -541,6 +541,23 @@ def standard_normal(n_components: int, device: torch.device | str = "cpu") -> Di
     return Independent(Normal(zeros, torch.ones_like(zeros), validate_args=False), 1)
 
 
+def standard_normal_kl(q: Normal) -> Tensor:
+    """KL(N(loc, scale^2) || N(0, 1)) per dimension for a ``Normal`` ``q`` (shape of its
+    ``loc``): ``(loc^2 + scale^2 - 1) / 2 - log(scale)``.
+
+    The value of torch's ``kl_divergence(q, Normal(0, 1))`` in about half the operations:
+    it matters where a training step costs its kernel launches (small networks on a GPU).
+
+    >>> from torch.distributions import kl_divergence
+    >>> q = Normal(torch.tensor([0.0, 1.0]), torch.tensor([1.0, 2.0]))
+    >>> p = Normal(torch.zeros(2), torch.ones(2))
+    >>> bool(torch.allclose(standard_normal_kl(q), kl_divergence(q, p)))
+    True
+    """
+    loc, scale = q.loc, q.scale
+    return 0.5 * (loc.square() + scale.square() - 1) - scale.log()
+
+
 def diagonal_normal(loc: Tensor, log_var: Tensor) -> Distribution:
     """The Gaussian posterior q(z|x) = N(loc, diag(exp(log_var))), event shape ``(k,)``."""
     return Independent(Normal(loc, (0.5 * log_var).exp(), validate_args=False), 1)

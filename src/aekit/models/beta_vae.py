@@ -17,7 +17,6 @@ from typing import Any
 
 from sklearn.utils._param_validation import Interval, StrOptions
 from torch import Tensor
-from torch.distributions import kl_divergence
 
 from aekit._registry import register
 from aekit.estimator import latent
@@ -134,11 +133,11 @@ class BetaVAE(VAE):
         return float(self.beta) * min(1.0, progress)
 
     def _loss(self, x: Tensor, y: Tensor | None, ctx: FitContext) -> LossTerms:
-        q, prior = self._posterior(x), self._prior()                          # (B, k)
+        q = self._posterior(x)                                                # (B, k)
         loc, scale = q.base_dist.loc, q.base_dist.scale
         z = loc + scale * ctx.randn(*loc.shape)                             # (B, k)
         recon = -self._decode(z).log_prob(x)                                  # (B,)
-        kl_dims = kl_divergence(q.base_dist, prior.base_dist)                 # (B, k)
+        kl_dims = self._kl_dims(q)                                            # (B, k)
         kl_kept = kl_dims.mean(0)                                             # (k,)
         if self.free_bits > 0:   # skipped at 0 so a float -1e-9 KL keeps its gradient
             kl_kept = kl_kept.clamp_min(self.free_bits)
