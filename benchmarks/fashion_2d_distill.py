@@ -15,10 +15,14 @@ It separates the two things that hold ``neighbor_ae`` back (BENCHMARKS.md, "Fash
 2-D maps"): the neighbour loss (free codes under it reach 0.68-0.71 leave-one-out, t-SNE
 0.80) and the encoder's out-of-sample map (this probe).
 
-``conv`` as a third argument uses a convolutional encoder instead (two stride-2 3x3
-convolutions of 32 and 64 channels, then 256 units and the 2-D code).
+``conv`` uses a convolutional encoder instead (two stride-2 3x3 convolutions of 32 and 64
+channels, then 256 units and the 2-D code). ``shift=S`` augments the regression: every
+training image of a minibatch is translated by its own random offset of up to S pixels in
+each direction (zero fill), with the same target: a shifted article should land where the
+article does.
 
-Usage: python benchmarks/fashion_2d_distill.py N_TRAIN EPOCHS [conv]   (one JSON line)
+Usage: python benchmarks/fashion_2d_distill.py N_TRAIN EPOCHS [conv] [shift=S]
+(one JSON line)
 """
 
 import json
@@ -44,7 +48,20 @@ t = time.time()
 Y = TSNE(2, init="pca", random_state=0, n_jobs=1).fit_transform(X[tr]).astype(np.float32)
 t_tsne = time.time() - t
 Y = (Y - Y.mean(0)) / Y.std(0)
-conv = len(sys.argv) > 3 and sys.argv[3] == "conv"
+conv = "conv" in sys.argv[3:]
+shift = next((int(a.split("=")[1]) for a in sys.argv[3:] if a.startswith("shift=")), 0)
+
+
+def translate(xb: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Each 28x28 row moved by its own offset in [-shift, shift]^2, zero fill."""
+    imgs = nn.functional.pad(xb.view(-1, 1, 28, 28), (shift,) * 4)
+    off = torch.randint(0, 2 * shift + 1, (len(xb), 2), generator=gen)
+    rows = off[:, 0, None] + torch.arange(28)                     # (B, 28)
+    cols = off[:, 1, None] + torch.arange(28)
+    b = torch.arange(len(xb))[:, None, None]
+    return imgs[:, 0][b, rows[:, :, None], cols[:, None, :]].reshape(len(xb), -1)
+
+
 if conv:
     enc = nn.Sequential(nn.Unflatten(1, (1, 28, 28)),
                         nn.Conv2d(1, 32, 3, stride=2, padding=1), nn.ReLU(),     # 14x14
@@ -61,7 +78,8 @@ for _ in range(epochs):
     order = torch.randperm(len(Xt), generator=g)
     for i in range(0, len(Xt), 128):
         b = order[i:i + 128]
-        loss = (enc(Xt[b]) - Yt[b]).pow(2).sum(1).mean()
+        xb = translate(Xt[b], g) if shift else Xt[b]
+        loss = (enc(xb) - Yt[b]).pow(2).sum(1).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -73,6 +91,7 @@ acc_tsne_train_map = KNeighborsClassifier(1).fit(Y, y[tr]).score(zho, y[ho])
 loo = KNeighborsClassifier(2).fit(Y, y[tr]).kneighbors(Y, 2, return_distance=False)[:, 1]
 tw = trustworthiness(X[ho], zho, n_neighbors=5)
 print(json.dumps(dict(n_train=n_train, epochs=epochs, encoder="conv" if conv else "mlp",
+                      shift=shift,
                       acc_encoder=acc_enc,
                       acc_vs_tsne_codes=acc_tsne_train_map,
                       tsne_train_loo=float((y[tr][loo] == y[tr]).mean()), trust5=tw,
