@@ -63,7 +63,12 @@ def log_mean_exp(log_w: Tensor, dim: int = 0) -> Tensor:
     0.6931471824645996
     """
     log_w = log_w.float() if log_w.dtype in (torch.float16, torch.bfloat16) else log_w
-    return torch.logsumexp(log_w, dim=dim) - math.log(log_w.shape[dim])
+    n = log_w.shape[dim]
+    # reduced along the last, contiguous axis: a reduction over a leading axis is vectorised
+    # across the rows, and a row's rounding (1 ulp) then depends on its position in the
+    # batch, so that a row scored in another chunk (or on another rank) differed
+    log_w = log_w.movedim(dim, -1).contiguous()
+    return torch.logsumexp(log_w, dim=-1) - math.log(n)
 
 
 class Likelihood(nn.Module):
