@@ -33,12 +33,15 @@ HIDDEN, LATENT, BATCH, LR = (512, 256), 16, 128, 1e-3
 
 
 class BareVAE(nn.Module):
-    def __init__(self, d: int) -> None:
+    """The reference VAE written out (other sizes for ``step_overhead.py``)."""
+
+    def __init__(self, d: int, hidden: tuple[int, int] = HIDDEN, latent: int = LATENT) -> None:
         super().__init__()
-        self.enc = nn.Sequential(nn.Linear(d, 512), nn.ReLU(), nn.Linear(512, 256), nn.ReLU(),
-                                 nn.Linear(256, 2 * LATENT))
-        self.dec = nn.Sequential(nn.Linear(LATENT, 256), nn.ReLU(), nn.Linear(256, 512),
-                                 nn.ReLU(), nn.Linear(512, d))
+        h1, h2 = hidden
+        self.enc = nn.Sequential(nn.Linear(d, h1), nn.ReLU(), nn.Linear(h1, h2), nn.ReLU(),
+                                 nn.Linear(h2, 2 * latent))
+        self.dec = nn.Sequential(nn.Linear(latent, h2), nn.ReLU(), nn.Linear(h2, h1),
+                                 nn.ReLU(), nn.Linear(h1, d))
 
     def loss(self, x: torch.Tensor) -> torch.Tensor:
         mu, log_var = self.enc(x).chunk(2, dim=-1)

@@ -22,48 +22,27 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 import warnings
+from pathlib import Path
 
 import torch
-from torch import nn
 
 import aekit
 from aekit.evaluation.quick_bench import machine_description
 from aekit.models.vae import VAE
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import gpu_step_profile  # noqa: E402
+from core_speed import BareVAE  # noqa: E402
+
 D, HIDDEN, K, BATCH = 16, (8, 8), 4, 8
-
-
-class TinyBareVAE(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.enc = nn.Sequential(nn.Linear(D, HIDDEN[0]), nn.ReLU(),
-                                 nn.Linear(HIDDEN[0], HIDDEN[1]), nn.ReLU(),
-                                 nn.Linear(HIDDEN[1], 2 * K))
-        self.dec = nn.Sequential(nn.Linear(K, HIDDEN[1]), nn.ReLU(),
-                                 nn.Linear(HIDDEN[1], HIDDEN[0]), nn.ReLU(),
-                                 nn.Linear(HIDDEN[0], D))
-
-    def loss(self, x: torch.Tensor) -> torch.Tensor:
-        mu, log_var = self.enc(x).chunk(2, dim=-1)
-        z = mu + (0.5 * log_var).exp() * torch.randn_like(mu)
-        bce = nn.functional.binary_cross_entropy_with_logits(self.dec(z), x, reduction="none")
-        kl = 0.5 * (mu.pow(2) + log_var.exp() - 1 - log_var).sum(-1)
-        return (bce.sum(-1) + kl).mean()
 
 
 def bare_step():
     torch.manual_seed(0)
-    model = TinyBareVAE()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
-
-    def step(x: torch.Tensor) -> None:
-        loss = model.loss(x)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return step
+    return gpu_step_profile.train_step(BareVAE(D, HIDDEN, K))
 
 
 def aekit_step():
