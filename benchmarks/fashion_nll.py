@@ -16,10 +16,15 @@ and finished results go to ``results.jsonl`` there; ``--resume`` continues a sto
 each resumed from the last one's checkpoint (the same run as one fit), and starts no chunk
 that would end past the budget: the model is then evaluated at the epochs it reached, which
 the table reports. Run again with ``--resume``, it goes on from there for another budget.
+``--init-from DIR`` starts every model from the encoder and decoder of the model checkpointed
+in DIR (for example an IWAE trained on from a converged VAE, or a VAE trained on at a lower
+learning rate with a fresh optimizer), given as the model's own networks; its other weights
+(a prior, pseudo-inputs) start as usual. With ``--epochs 0`` the checkpointed model itself is
+evaluated (a checkpoint from another device type included).
 
 Usage: python benchmarks/fashion_nll.py [--epochs 30] [--k 5000] [--models vae,iwae]
        [--params JSON] [--hidden 512,256] [--checkpoint-dir DIR [--resume]]
-       [--time-budget SECONDS [--chunk 10]]
+       [--time-budget SECONDS [--chunk 10]] [--init-from CHECKPOINT_DIR]
        [--section NAME] [--write BENCHMARKS.md]
 """
 
@@ -27,10 +32,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shlex
 import sys
 import time
+import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,6 +46,7 @@ import torch
 import aekit
 from aekit.evaluation.evaluate import importance_sampled_log_likelihood
 from aekit.evaluation.quick_bench import machine_description, update_section
+from aekit.training.checkpoint import CHECKPOINT_NAME
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_log import append, open_log  # noqa: E402
@@ -64,6 +73,33 @@ def _fit_in_chunks(model, X: np.ndarray, ckpt: Path, resume: bool, epochs: int, 
     return False
 
 
+def checkpointed_model(ckpt: Path, X: np.ndarray, overrides: dict) -> tuple[Any, str]:
+    """The model checkpointed in ``ckpt`` at its last epoch, and a line naming it.
+
+    It is built by a one-epoch fit on a few rows of ``X`` and its weights are then replaced,
+    all of them (strictly), by the checkpoint's: so a checkpoint written on another device
+    type, which cannot be resumed here, still gives its model. A checkpoint of a model fitted
+    with given networks records no architecture for them: ``overrides`` (for example
+    ``{"architecture": "gated"}``) says how to build them again."""
+    from safetensors import safe_open
+    with safe_open(str(ckpt / CHECKPOINT_NAME), framework="pt") as f:
+        meta = json.loads(f.metadata()["aekit"])
+        # a given network sits inside a wrapper ("encoder.net.0..."): the built-in one does not
+        weights = {re.sub(r"^(encoder|decoder)\.net\.", r"\1.", k[len("model."):]):
+                   f.get_tensor(k) for k in f.keys() if k.startswith("model.")}
+    cls = meta["run"]["class"]
+    name = next(n for n in aekit.list_models() if type(aekit.get_model(n)).__name__ == cls)
+    model = aekit.get_model(name, **{**meta["run"]["params"], **overrides, "max_iter": 1,
+                                     "verbose": 0, "device": "cpu"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(X[:256])
+    model.module_.load_state_dict(weights)
+    model.history_ = meta["history"]
+    model.n_iter_ = meta["epoch"]
+    return model, f"{cls} after {meta['epoch']} epochs"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=30)
@@ -83,6 +119,12 @@ def main() -> None:
     ap.add_argument("--time-budget", type=float,
                     help="seconds of training per model (needs --checkpoint-dir)")
     ap.add_argument("--chunk", type=int, default=10, help="epochs per chunk with --time-budget")
+    ap.add_argument("--init-from", type=Path,
+                    help="checkpoint folder whose encoder and decoder every model starts from; "
+                         "with --epochs 0, the checkpointed model is evaluated as it is")
+    ap.add_argument("--init-params", default="{}",
+                    help="JSON: parameters that rebuild the --init-from model's networks when "
+                         "it was itself fitted with given networks")
     ap.add_argument("--write")
     args = ap.parse_args()
     params = json.loads(args.params)
@@ -95,6 +137,12 @@ def main() -> None:
     X, _ = aekit.datasets.load("fashion-mnist", split="train")
     X_test, _ = aekit.datasets.load("fashion-mnist", split="test")
     X_test = aekit.datasets.binarize(X_test, random_state=0)[:args.n_test]
+    networks, init_line, source = {}, "", None
+    if args.init_from is not None:
+        source, init_line = checkpointed_model(args.init_from, X, json.loads(args.init_params))
+        networks = dict(encoder=source.module_["encoder"], decoder=source.module_["decoder"])
+    elif args.epochs == 0:
+        ap.error("--epochs 0 evaluates the model of --init-from: give it")
     # with --time-budget, a model that the budget stopped short of --epochs goes on from its
     # checkpoint (its latest row is replaced); every other finished model is kept as it is
     latest = {r["name"]: r for r in done}
@@ -109,12 +157,14 @@ def main() -> None:
                         likelihood="bernoulli", binarize="dynamic", max_iter=args.epochs,
                         batch_size=128, n_iter_no_change=args.epochs + 1, random_state=0,
                         verbose=args.verbose)
-        model = aekit.get_model(name, **{**settings, **params})
+        model = aekit.get_model(name, **{**settings, **params, **networks})
         ckpt = None if args.checkpoint_dir is None else args.checkpoint_dir / name
         start = time.perf_counter()
         resume = args.resume and ckpt is not None and ckpt.exists()
         budget_stopped = False
-        if args.time_budget:
+        if args.epochs == 0:                # evaluate the checkpointed model itself
+            model = source
+        elif args.time_budget:
             budget_stopped = _fit_in_chunks(model, X, ckpt, resume, args.epochs, args.chunk,
                                             args.time_budget)
         else:
@@ -129,6 +179,7 @@ def main() -> None:
         append(log, {"name": name, "model": type(model).__name__, "nll": mean,
                      "stderr": stderr, "fit_s": fit_s, "eval_s": eval_s,
                      "epochs": model.n_iter_, "params": params,
+                     **({"init_from": init_line} if init_line else {}),
                      "budget_stopped": budget_stopped})
         print(f"{name}: NLL {mean:.2f} +- {stderr:.2f} nats; {model.n_iter_} epochs, "
               f"fit {fit_s / 60:.1f} min, eval {eval_s / 60:.1f} min", flush=True)
@@ -143,12 +194,16 @@ def main() -> None:
         + (f" --section {args.section}" if args.section != "fashion_nll" else "")
         + (f" --checkpoint-dir DIR --time-budget {args.time_budget:g} --chunk {args.chunk}"
            if args.time_budget else "")
+        + (" --init-from CHECKPOINT_DIR" if init_line else "")
+        + (f" --init-params {shlex.quote(args.init_params)}" if args.init_params != "{}" else "")
         + " --write BENCHMARKS.md`. Machine: "
         f"{machine_description()}; torch {torch.__version__}; "
         f"aekit {aekit.__version__}; {time.strftime('%Y-%m-%d')}.", "",
         f"Dynamically binarized Fashion-MNIST, MLP 784-{args.hidden.replace(',', '-')}-"
         f"{args.n_components}, Bernoulli decoder, at most {args.epochs} epochs"
         + (f", parameters {json.dumps(params)}" if params else "")
+        + ((f", the checkpointed {init_line}" if args.epochs == 0
+            else f", encoder and decoder starting from a {init_line}") if init_line else "")
         + (f"; NLL over the first {len(X_test)} test images" if len(X_test) < 10000
            else "; NLL over all 10k test images")
         + f" (binarized once, seed 0) with K={args.k} importance "
