@@ -20,7 +20,10 @@ the table reports. Run again with ``--resume``, it goes on from there for anothe
 in DIR (for example an IWAE trained on from a converged VAE, or a VAE trained on at a lower
 learning rate with a fresh optimizer), given as the model's own networks; its other weights
 (a prior, pseudo-inputs) start as usual. With ``--epochs 0`` the checkpointed model itself is
-evaluated (a checkpoint from another device type included).
+evaluated (a checkpoint from another device type included). With ``early_stopping`` in
+``--params`` the model holds out the same validation rows as the checkpointed run did, when
+both have the same ``random_state`` and run on the same device type (the split is drawn on the
+device).
 
 Usage: python benchmarks/fashion_nll.py [--epochs 30] [--k 5000] [--models vae,iwae]
        [--params JSON] [--hidden 512,256] [--checkpoint-dir DIR [--resume]]

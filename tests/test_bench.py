@@ -64,3 +64,41 @@ def test_fit_in_chunks_is_one_fit_and_stops_at_the_budget(tmp_path, digits):
     assert _fit_in_chunks(stopped, X, tmp_path / "b", True, 6, 2, 1e9) is False
     for a, b in zip(whole.module_.state_dict().values(), stopped.module_.state_dict().values()):
         assert torch.equal(a, b)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_checkpointed_model_is_the_checkpointed_run_and_its_networks_start_another(
+        tmp_path, digits):
+    """benchmarks/fashion_nll.py --init-from: the model rebuilt from a checkpoint scores as
+    the fitted model; its networks, given to another model, start that model's fit (a
+    near-zero learning rate leaves its scores where they were); and a checkpoint of a model
+    fitted with given networks is rebuilt with the parameters that build them."""
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+
+    import aekit
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from fashion_nll import checkpointed_model
+
+    X = digits[0][:300]
+    kw = dict(hidden_layer_sizes=(16,), n_components=3, random_state=0, likelihood="bernoulli",
+              binarize="dynamic", n_importance_samples=8)
+    vae = aekit.BetaVAE(architecture="gated", max_iter=4, **kw).fit(
+        X, checkpoint_dir=str(tmp_path / "vae"))
+    rebuilt, line = checkpointed_model(tmp_path / "vae", X, {})
+    assert line == "BetaVAE after 4 epochs" and rebuilt.n_iter_ == 4
+    np.testing.assert_array_equal(rebuilt.score_samples(X[:50]), vae.score_samples(X[:50]))
+
+    nets = dict(encoder=rebuilt.module_["encoder"], decoder=rebuilt.module_["decoder"])
+    still = aekit.BetaVAE(max_iter=1, learning_rate=1e-12, **kw, **nets).fit(
+        X, checkpoint_dir=str(tmp_path / "still"))
+    np.testing.assert_allclose(still.score_samples(X[:50]), vae.score_samples(X[:50]),
+                               rtol=1e-5)
+    # its checkpoint records no architecture for the given networks: the override says it
+    again, _ = checkpointed_model(tmp_path / "still", X, {"architecture": "gated"})
+    np.testing.assert_array_equal(again.score_samples(X[:50]), still.score_samples(X[:50]))
+    with pytest.raises(RuntimeError, match="state_dict"):
+        checkpointed_model(tmp_path / "still", X, {})
