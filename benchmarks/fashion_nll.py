@@ -166,7 +166,8 @@ def main() -> None:
         resume = args.resume and ckpt is not None and ckpt.exists()
         budget_stopped = False
         if args.epochs == 0:                # evaluate the checkpointed model itself
-            model = source
+            model = source                  # (built on the CPU: scored on a GPU where there is one)
+            model.module_.to("cuda" if torch.cuda.is_available() else "cpu")
         elif args.time_budget:
             budget_stopped = _fit_in_chunks(model, X, ckpt, resume, args.epochs, args.chunk,
                                             args.time_budget)
