@@ -45,11 +45,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import safe_open
 
 import aekit
 from aekit.evaluation.evaluate import importance_sampled_log_likelihood
 from aekit.evaluation.quick_bench import machine_description, update_section
-from aekit.training.checkpoint import CHECKPOINT_NAME
+from aekit.training.checkpoint import CHECKPOINT_NAME, checkpoint_weights
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_log import append, open_log  # noqa: E402
@@ -84,12 +85,11 @@ def checkpointed_model(ckpt: Path, X: np.ndarray, overrides: dict) -> tuple[Any,
     type, which cannot be resumed here, still gives its model. A checkpoint of a model fitted
     with given networks records no architecture for them: ``overrides`` (for example
     ``{"architecture": "gated"}``) says how to build them again."""
-    from safetensors import safe_open
     with safe_open(str(ckpt / CHECKPOINT_NAME), framework="pt") as f:
         meta = json.loads(f.metadata()["aekit"])
-        # a given network sits inside a wrapper ("encoder.net.0..."): the built-in one does not
-        weights = {re.sub(r"^(encoder|decoder)\.net\.", r"\1.", k[len("model."):]):
-                   f.get_tensor(k) for k in f.keys() if k.startswith("model.")}
+    # a given network sits inside a wrapper ("encoder.net.0..."): the built-in one does not
+    weights = {re.sub(r"^(encoder|decoder)\.net\.", r"\1.", k): torch.from_numpy(v)
+               for k, v in checkpoint_weights(ckpt).items()}
     cls = meta["run"]["class"]
     name = next(n for n in aekit.list_models() if type(aekit.get_model(n)).__name__ == cls)
     model = aekit.get_model(name, **{**meta["run"]["params"], **overrides, "max_iter": 1,
@@ -131,6 +131,8 @@ def main() -> None:
     ap.add_argument("--write")
     args = ap.parse_args()
     params = json.loads(args.params)
+    if args.init_from is not None and not (args.init_from / CHECKPOINT_NAME).is_file():
+        ap.error(f"--init-from {args.init_from}: no {CHECKPOINT_NAME} there")
     if args.time_budget and args.checkpoint_dir is None:
         ap.error("--time-budget trains in chunks resumed from checkpoints: give --checkpoint-dir")
     hidden = tuple(int(h) for h in args.hidden.split(","))
