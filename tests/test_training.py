@@ -326,3 +326,80 @@ def test_a_network_too_large_for_memory_is_refused_before_allocation(digits):
     with pytest.raises(ValueError, match="network of .* parameters .* use a smaller"):
         model.fit(X)
     assert not hasattr(model, "module_")
+
+
+def test_cosine_schedule_scales_every_optimizer_along_half_a_cosine(digits, tmp_path):
+    """Each epoch's step size is learning_rate * (1 + cos(pi (e - 1) / max_iter)) / 2, for
+    every optimizer in proportion (the AAE's discriminator too), and the optimizers ran with
+    it: the checkpointed optimizer state holds the last epoch's."""
+    X, _ = digits
+    model = aekit.AAE(**{**SMALL, "max_iter": 4}, learning_rate=1e-3,
+                      discriminator_learning_rate=4e-3, learning_rate_schedule="cosine")
+    model.fit(X, checkpoint_dir=tmp_path)
+    expected = [1e-3 * (1 + np.cos(np.pi * e / 4)) / 2 for e in range(4)]
+    np.testing.assert_allclose(model.history_["learning_rate"], expected, rtol=1e-12)
+    with safe_open(str(tmp_path / CHECKPOINT_NAME), framework="pt") as f:
+        optimizers = json.loads(f.metadata()["aekit"])["optimizers"]
+    rates = [group["lr"] for o in optimizers for group in o["param_groups"]]
+    np.testing.assert_allclose(rates, [expected[-1], 4 * expected[-1]], rtol=1e-12)
+
+
+def test_cosine_schedule_changes_training_only_after_the_first_epoch(digits):
+    X, _ = digits
+    runs = {s: [aekit.AE(**{**SMALL, "max_iter": n}, learning_rate_schedule=s).fit(X)
+                for n in (1, 3)] for s in ("constant", "cosine")}
+    assert_same_weights(weights(runs["constant"][0]), weights(runs["cosine"][0]))
+    assert runs["constant"][1].history_["loss"][2] != runs["cosine"][1].history_["loss"][2]
+    assert "learning_rate" not in runs["constant"][1].history_
+
+
+def test_plateau_schedule_divides_by_five_on_each_stall_then_stops(digits):
+    """With a tol nothing can beat, every epoch after the first stalls: with
+    n_iter_no_change=1 the step size falls by 5x three times and the fourth stall stops."""
+    X, _ = digits
+    model = aekit.AE(**{**SMALL, "max_iter": 20}, learning_rate=1e-3, tol=1e9,
+                     n_iter_no_change=1, learning_rate_schedule="plateau").fit(X)
+    assert model.n_iter_ == 5
+    np.testing.assert_allclose(model.history_["learning_rate"],
+                               [1e-3, 1e-3, 2e-4, 4e-5, 8e-6], rtol=1e-12)
+
+
+def test_a_resumed_plateau_run_keeps_its_lowered_step_size(digits, tmp_path):
+    """How often the step size was lowered is part of the checkpoint: interrupted after two
+    decays, the resumed run goes on at learning_rate / 25 as the uninterrupted run did."""
+    X, _ = digits
+    params = dict(SMALL, learning_rate=1e-3, tol=1e9, n_iter_no_change=1,
+                  learning_rate_schedule="plateau")
+    full = aekit.AE(**{**params, "max_iter": 20}).fit(X, checkpoint_dir=tmp_path / "full")
+    aekit.AE(**{**params, "max_iter": 3}).fit(X, checkpoint_dir=tmp_path / "run")
+    resumed = aekit.AE(**{**params, "max_iter": 20}).fit(X, checkpoint_dir=tmp_path / "run",
+                                                         resume=True)
+    assert resumed.n_iter_ == full.n_iter_ == 5
+    assert history_without_time(full) == history_without_time(resumed)
+    assert_same_weights(weights(full), weights(resumed))
+
+
+def test_an_unknown_learning_rate_schedule_is_refused(digits):
+    X, _ = digits
+    with pytest.raises(ValueError, match="learning_rate_schedule"):
+        aekit.AE(**SMALL, learning_rate_schedule="linear").fit(X)
+
+
+def test_a_checkpoint_written_before_a_parameter_existed_resumes_at_its_default(digits, tmp_path):
+    """An older checkpoint's run has no entry for a parameter added since: it resumes when the
+    parameter is at its default, and is refused as another run when it is not."""
+    X, _ = digits
+    aekit.AE(**{**SMALL, "max_iter": 2}).fit(X, checkpoint_dir=tmp_path)
+    path = tmp_path / CHECKPOINT_NAME
+    with safe_open(str(path), framework="pt") as f:
+        meta = json.loads(f.metadata()["aekit"])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    del meta["run"]["params"]["learning_rate_schedule"], meta["lr_decays"]
+    meta["sha256"] = checkpoint_sha256(tensors, meta)
+    save_file(tensors, str(path), metadata={"aekit": json.dumps(meta)})
+    with pytest.raises(ValueError, match="parameters learning_rate_schedule differ"):
+        aekit.AE(**SMALL, learning_rate_schedule="cosine").fit(X, checkpoint_dir=tmp_path,
+                                                                resume=True)
+    resumed = aekit.AE(**SMALL).fit(X, checkpoint_dir=tmp_path, resume=True)
+    assert resumed.n_iter_ == 5
+    assert_same_weights(weights(resumed), weights(aekit.AE(**SMALL).fit(X)))

@@ -87,6 +87,7 @@ from aekit.nn import (
 from aekit.runtime import PRECISIONS, compiled, local_device, resolve_device, seed
 from aekit.training import (
     ON_NAN,
+    SCHEDULES,
     FitContext,
     LossTerms,
     default_optimizer,
@@ -164,6 +165,15 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     batch_size : int, default=128
     learning_rate : float, default=1e-3
         Adam step size.
+    learning_rate_schedule : {"constant", "cosine", "plateau"}, default="constant"
+        How the step size changes from epoch to epoch (every optimizer's, in proportion).
+        "cosine": falls along half a cosine from ``learning_rate`` at the first epoch
+        towards 0 at ``max_iter`` (Loshchilov & Hutter 2017, without restarts), so set
+        ``max_iter`` to the epochs you mean to train. "plateau": divided by 5 each time the
+        watched loss (see ``early_stopping``) has not improved for ``n_iter_no_change``
+        epochs, up to 3 times (to ``learning_rate / 125``); the next such stall stops
+        training. Either records the step size of each epoch in ``history_["learning_rate"]``.
+        A long likelihood run gains from it: see BENCHMARKS.md.
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the rows, stop when the validation loss has
         not improved by ``tol`` for ``n_iter_no_change`` epochs and keep the best weights.
@@ -220,6 +230,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "learning_rate_schedule": [StrOptions(set(SCHEDULES))],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
@@ -238,7 +249,8 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     def __init__(self, n_components=2, *, hidden_layer_sizes=(256, 128), activation="relu",
                  likelihood="auto", likelihood_scale=1.0, scale="auto",
                  architecture="auto", columns=None, encoder=None, decoder=None, max_iter=100,
-                 batch_size=128, learning_rate=1e-3, early_stopping=False,
+                 batch_size=128, learning_rate=1e-3, learning_rate_schedule="constant",
+                 early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=10, tol=1e-4, random_state=None,
                  verbose=0, device="auto", precision="32", on_nan="restore", compile=False,
                  binarize="none", flush_denormal=True, deterministic=False):
@@ -255,6 +267,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         self.max_iter = max_iter
         self.batch_size = batch_size
         self.learning_rate = learning_rate
+        self.learning_rate_schedule = learning_rate_schedule
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change

@@ -85,7 +85,8 @@ class StackedAE(AE):
         Epochs of pretraining per layer; 0 skips pretraining (a plain deep AE).
     **kwargs
         The parameters shared by every model; see :class:`aekit.estimator.BaseAutoencoder`.
-        ``batch_size``, ``learning_rate``, ``tol``, ``n_iter_no_change``, ``device`` and
+        ``batch_size``, ``learning_rate``, ``learning_rate_schedule`` (over each layer's
+        ``pretrain_max_iter`` epochs), ``tol``, ``n_iter_no_change``, ``device`` and
         ``precision`` apply to pretraining too.
 
     Attributes
@@ -157,7 +158,8 @@ class StackedAE(AE):
                 # the first layer standardises as the deep network does; codes go as they are
                 scale=self.scale if first else "none",
                 max_iter=self.pretrain_max_iter, batch_size=self.batch_size,
-                learning_rate=self.learning_rate, tol=self.tol,
+                learning_rate=self.learning_rate,
+                learning_rate_schedule=self.learning_rate_schedule, tol=self.tol,
                 n_iter_no_change=self.n_iter_no_change, verbose=self.verbose,
                 device=str(x.device), precision=self.precision, on_nan=self.on_nan,
                 random_state=int(seeds[i].generate_state(1)[0] >> 1),

@@ -63,6 +63,8 @@ class LoopState:
     history: dict[str, list[float]] = field(default_factory=dict)
     best: float = math.inf
     stall: int = 0
+    #: how often ``learning_rate_schedule="plateau"`` has lowered the step size
+    lr_decays: int = 0
     best_state: dict[str, torch.Tensor] | None = None
     #: training ended by early stopping or divergence (reaching max_iter is not "stopped":
     #: a resumed run with a larger max_iter goes on).
@@ -164,8 +166,8 @@ def save_checkpoint(directory: str | os.PathLike, est: Any, x: Any,
     meta = {
         "format": FORMAT, "run": _run_identity(est, x, y), "epoch": state.epoch,
         "history": state.history, "best": state.best if math.isfinite(state.best) else None,
-        "stall": state.stall, "stopped": state.stopped, "optimizers": opt_meta,
-        "rng_device": precision.device.type, "scaler": jsonable(precision.state_dict()),
+        "stall": state.stall, "lr_decays": state.lr_decays, "stopped": state.stopped,
+        "optimizers": opt_meta, "rng_device": precision.device.type, "scaler": jsonable(precision.state_dict()),
     }
     meta["sha256"] = checkpoint_sha256(tensors, meta)
     path = Path(directory) / CHECKPOINT_NAME
@@ -199,6 +201,10 @@ def load_checkpoint(directory: str | os.PathLike, est: Any, x: Any,
         return None
     meta, tensors = _read(path)
     mine, theirs = _run_identity(est, x, y), {"order": PERMUTATION, **meta["run"]}
+    # a parameter added after the checkpoint was written: that run had its default
+    defaults = jsonable({k: v for k, v in type(est)().get_params().items()
+                         if k in mine["params"] and k not in theirs["params"]})
+    theirs["params"] = {**defaults, **theirs["params"]}
     for key in ("class", "input_shape", "n_samples", "data_sha256", "labels_sha256", "params",
                 "order"):
         if mine[key] != theirs.get(key):
@@ -248,7 +254,8 @@ def load_checkpoint(directory: str | os.PathLike, est: Any, x: Any,
     best_state = {k[5:]: v.to(device) for k, v in tensors.items() if k.startswith("best.")}
     return LoopState(epoch=meta["epoch"], history=meta["history"],
                      best=math.inf if meta["best"] is None else float(meta["best"]),
-                     stall=meta["stall"], best_state=best_state or None,
+                     stall=meta["stall"], lr_decays=meta.get("lr_decays", 0),
+                     best_state=best_state or None,
                      stopped=meta["stopped"])
 
 
@@ -311,6 +318,7 @@ def _check_meta(path: Path, meta: dict[str, Any]) -> None:
             for k, v in history.items()), "an object of lists of numbers"),
         ("best", meta.get("best") is None or number(meta.get("best")), "a number or null"),
         ("stall", count(meta.get("stall")), "a non-negative integer"),
+        ("lr_decays", count(meta.get("lr_decays", 0)), "a non-negative integer"),
         ("stopped", isinstance(meta.get("stopped"), bool), "true or false"),
         ("optimizers", isinstance(meta.get("optimizers"), list) and all(
             isinstance(o, dict) and isinstance(o.get("param_groups"), list)

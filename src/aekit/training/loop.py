@@ -41,6 +41,10 @@ from aekit.training.context import DivergenceError, FitContext
 from aekit.training.step import step_is_finite
 
 ON_NAN = ("restore", "raise", "skip_batch")
+#: ``learning_rate_schedule`` values (see :func:`learning_rate_scale`)
+SCHEDULES = ("constant", "cosine", "plateau")
+#: "plateau": each decay multiplies the step size by this, at most this many times
+PLATEAU_FACTOR, PLATEAU_DECAYS = 0.2, 3
 
 
 def fit_model(est: Any, data: Any, targets: Any, *, device: torch.device,
@@ -295,6 +299,26 @@ def _divergence_message(est: Any, epoch: int, where: str, value: float) -> str:
             f"likelihood that does not fit the data (now {est.likelihood_!r}).")
 
 
+def learning_rate_scale(schedule: str, epoch: int, max_iter: int, decays: int) -> float:
+    """What multiplies every optimizer's step size in ``epoch`` (1-based).
+
+    "constant": 1. "cosine": half a cosine from 1 at the first epoch towards 0 after
+    ``max_iter`` (Loshchilov & Hutter 2017, SGDR without restarts). "plateau":
+    ``PLATEAU_FACTOR ** decays``, ``decays`` being how often the watched loss has stalled.
+    """
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * (epoch - 1) / max_iter))
+    if schedule == "plateau":
+        return PLATEAU_FACTOR ** decays
+    return 1.0
+
+
+def _set_step_sizes(optimizers: list[Any], rates: list[list[float]], scale: float) -> None:
+    for optimizer, group_rates in zip(optimizers, rates):
+        for group, rate in zip(optimizer.param_groups, group_rates):
+            group["lr"] = rate * scale
+
+
 def _snapshot(module: torch.nn.Module) -> dict[str, Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
@@ -320,6 +344,10 @@ def fit_loop(est: Any, x: Tensor | StreamedRows, y: Tensor | None, ctx: FitConte
     x_train, y_train, x_val, y_val, _ = split
     configured = est._configure_optimizers()
     optimizers = list(configured) if isinstance(configured, (list, tuple)) else [configured]
+    # the step sizes the model asked for, which the schedule scales (read before a
+    # checkpoint's optimizer state, which holds the scaled ones, is restored)
+    rates = [[group["lr"] for group in optimizer.param_groups] for optimizer in optimizers]
+    schedule = est.learning_rate_schedule
     state = LoopState()
     if resume and checkpoint_dir is not None:
         generators = {"rng.order": order, f"rng.noise.{world.rank}": noise}
@@ -346,6 +374,8 @@ def fit_loop(est: Any, x: Tensor | StreamedRows, y: Tensor | None, ctx: FitConte
         while not state.stopped and state.epoch < est.max_iter:
             epoch, start = state.epoch + 1, time.perf_counter()
             ctx.epoch = epoch
+            scale = learning_rate_scale(schedule, epoch, est.max_iter, state.lr_decays)
+            _set_step_sizes(optimizers, rates, scale)
             est.module_.train()
             row, failed_step = _train_epoch(est, x_train, y_train, configured, ctx)
             bad = None if failed_step is None else (f"step {failed_step[0]}", failed_step[1])
@@ -367,6 +397,8 @@ def fit_loop(est: Any, x: Tensor | StreamedRows, y: Tensor | None, ctx: FitConte
                 state.stopped = True
                 break
             row["time"] = time.perf_counter() - start
+            if schedule != "constant":
+                row["learning_rate"] = est.learning_rate * scale
             est.module_.eval()
             with torch.no_grad():
                 row.update(est._on_epoch_end(epoch, stats_rows))
@@ -382,6 +414,8 @@ def fit_loop(est: Any, x: Tensor | StreamedRows, y: Tensor | None, ctx: FitConte
                 state.stall += 1
             state.epoch = epoch
             state.stopped = state.stall >= est.n_iter_no_change
+            if state.stopped and schedule == "plateau" and state.lr_decays < PLATEAU_DECAYS:
+                state.lr_decays, state.stall, state.stopped = state.lr_decays + 1, 0, False
             last_good = _snapshot(est.module_)
             if bar is not None:
                 bar.update(task, advance=1, status=f"{monitor} {current:.4g}")
