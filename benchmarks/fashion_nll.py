@@ -135,6 +135,9 @@ def main() -> None:
         ap.error(f"--init-from {args.init_from}: no {CHECKPOINT_NAME} there")
     if args.time_budget and args.checkpoint_dir is None:
         ap.error("--time-budget trains in chunks resumed from checkpoints: give --checkpoint-dir")
+    if args.time_budget and params.get("learning_rate_schedule") == "cosine":
+        ap.error("--time-budget trains in chunks of growing max_iter, which would move a cosine "
+                 "schedule's end: train with --checkpoint-dir (and --resume) instead")
     hidden = tuple(int(h) for h in args.hidden.split(","))
     log, done = open_log(args.checkpoint_dir, args.resume)
     if args.threads:

@@ -102,3 +102,22 @@ def test_checkpointed_model_is_the_checkpointed_run_and_its_networks_start_anoth
     np.testing.assert_array_equal(again.score_samples(X[:50]), still.score_samples(X[:50]))
     with pytest.raises(RuntimeError, match="state_dict"):
         checkpointed_model(tmp_path / "still", X, {})
+
+
+def test_fashion_nll_refuses_a_time_budget_with_a_cosine_schedule(monkeypatch, tmp_path, capsys):
+    """Chunks of growing max_iter would move a cosine schedule's end: refused before any
+    data is read."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import fashion_nll
+
+    monkeypatch.setattr(sys, "argv", [
+        "fashion_nll.py", "--time-budget", "60", "--checkpoint-dir", str(tmp_path),
+        "--params", '{"learning_rate_schedule": "cosine"}'])
+    monkeypatch.setattr(fashion_nll.aekit.datasets, "load", lambda *a, **k: pytest.fail("read"))
+    with pytest.raises(SystemExit) as stop:
+        fashion_nll.main()
+    assert stop.value.code == 2
+    assert "cosine schedule" in capsys.readouterr().err
