@@ -167,7 +167,8 @@ def save_checkpoint(directory: str | os.PathLike, est: Any, x: Any,
         "format": FORMAT, "run": _run_identity(est, x, y), "epoch": state.epoch,
         "history": state.history, "best": state.best if math.isfinite(state.best) else None,
         "stall": state.stall, "lr_decays": state.lr_decays, "stopped": state.stopped,
-        "optimizers": opt_meta, "rng_device": precision.device.type, "scaler": jsonable(precision.state_dict()),
+        "optimizers": opt_meta, "rng_device": precision.device.type,
+        "scaler": jsonable(precision.state_dict()),
     }
     meta["sha256"] = checkpoint_sha256(tensors, meta)
     path = Path(directory) / CHECKPOINT_NAME
