@@ -78,7 +78,8 @@ def _fit_in_chunks(model, X: np.ndarray, ckpt: Path, resume: bool, epochs: int, 
 
 
 def checkpointed_model(ckpt: Path, X: np.ndarray, overrides: dict) -> tuple[Any, str]:
-    """The model checkpointed in ``ckpt`` at its last epoch, and a line naming it.
+    """The model checkpointed in ``ckpt`` as its fit returns it (the weights of the best
+    validation epoch with early stopping, else of the last epoch), and a line naming it.
 
     It is built by a one-epoch fit on a few rows of ``X`` and its weights are then replaced,
     all of them (strictly), by the checkpoint's: so a checkpoint written on another device
@@ -87,9 +88,10 @@ def checkpointed_model(ckpt: Path, X: np.ndarray, overrides: dict) -> tuple[Any,
     ``{"architecture": "gated"}``) says how to build them again."""
     with safe_open(str(ckpt / CHECKPOINT_NAME), framework="pt") as f:
         meta = json.loads(f.metadata()["aekit"])
+        kept_best = any(k.startswith("best.") for k in f.keys())
     # a given network sits inside a wrapper ("encoder.net.0..."): the built-in one does not
     weights = {re.sub(r"^(encoder|decoder)\.net\.", r"\1.", k): torch.from_numpy(v)
-               for k, v in checkpoint_weights(ckpt).items()}
+               for k, v in checkpoint_weights(ckpt, best=True).items()}
     cls = meta["run"]["class"]
     name = next(n for n in aekit.list_models() if type(aekit.get_model(n)).__name__ == cls)
     model = aekit.get_model(name, **{**meta["run"]["params"], **overrides, "max_iter": 1,
@@ -100,7 +102,11 @@ def checkpointed_model(ckpt: Path, X: np.ndarray, overrides: dict) -> tuple[Any,
     model.module_.load_state_dict(weights)
     model.history_ = meta["history"]
     model.n_iter_ = meta["epoch"]
-    return model, f"{cls} after {meta['epoch']} epochs"
+    line = f"{cls} after {meta['epoch']} epochs"
+    if kept_best:
+        val = meta["history"]["val_loss"]
+        line += f" (the weights of its best validation epoch, {val.index(min(val)) + 1})"
+    return model, line
 
 
 def main() -> None:

@@ -121,3 +121,29 @@ def test_fashion_nll_refuses_a_time_budget_with_a_cosine_schedule(monkeypatch, t
         fashion_nll.main()
     assert stop.value.code == 2
     assert "cosine schedule" in capsys.readouterr().err
+
+
+def test_checkpointed_model_of_an_early_stopping_run_has_its_best_weights(tmp_path, digits):
+    """With early stopping the fit returns the weights of the best validation epoch, and so
+    does the model rebuilt from its checkpoint (which also holds the last epoch's)."""
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+
+    import aekit
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from fashion_nll import checkpointed_model
+
+    X = digits[0][:300]
+    vae = aekit.VAE(hidden_layer_sizes=(16,), n_components=3, random_state=0,
+                    likelihood="bernoulli", max_iter=12, learning_rate=0.05,
+                    early_stopping=True, n_iter_no_change=100, n_importance_samples=8
+                    ).fit(X, checkpoint_dir=str(tmp_path))
+    val = vae.history_["val_loss"]
+    best = val.index(min(val)) + 1
+    assert best < 12                # the last epoch is not the best: the two weights differ
+    rebuilt, line = checkpointed_model(tmp_path, X, {})
+    assert line == f"VAE after 12 epochs (the weights of its best validation epoch, {best})"
+    np.testing.assert_array_equal(rebuilt.score_samples(X[:50]), vae.score_samples(X[:50]))

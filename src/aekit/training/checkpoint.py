@@ -374,10 +374,14 @@ def _check_optimizer_tensors(path: Path, optimizers: list[torch.optim.Optimizer]
                      f"parameter {list(shape)}")
 
 
-def checkpoint_weights(directory: str | os.PathLike) -> dict[str, np.ndarray]:
-    """The model weights stored in a checkpoint, as numpy arrays (for inspection and tests)."""
+def checkpoint_weights(directory: str | os.PathLike, best: bool = False
+                       ) -> dict[str, np.ndarray]:
+    """The model weights stored in a checkpoint, as numpy arrays (for inspection and tests):
+    the last epoch's, or with ``best`` those of the best validation epoch where the run kept
+    them (``early_stopping``; the weights its fit returns), else the last epoch's."""
     with safe_open(str(Path(directory) / CHECKPOINT_NAME), framework="np") as f:
-        return {k[6:]: f.get_tensor(k) for k in f.keys() if k.startswith("model.")}
+        prefix = "best." if best and any(k.startswith("best.") for k in f.keys()) else "model."
+        return {k[len(prefix):]: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}
 
 
 @contextmanager
