@@ -40,6 +40,8 @@ hook                               contract (who calls it, when)
                                    (``Capabilities.importance_weights``)
 ``_conditions(y, n, where)``       condition vectors of labels ``y`` for ``n`` rows
                                    (``Capabilities.conditional``)
+``_default_params()``              each parameter's default by name (a checkpoint written
+                                   before a parameter existed resumes at its default)
 =================================  ==============================================================
 
 ``*c`` is the condition of a conditional model (nothing for the others). The
@@ -302,6 +304,13 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         params += [p for name, p in base.items()
                    if name != "self" and name not in own and name not in cls._excluded_params]
         init.__signature__ = inspect.Signature(params)
+
+    @classmethod
+    def _default_params(cls) -> dict[str, Any]:
+        """Each parameter's default by name: what a run recorded before the parameter
+        existed (an older checkpoint) ran with."""
+        return {name: p.default for name, p in inspect.signature(cls).parameters.items()
+                if p.default is not inspect.Parameter.empty}
 
     # ------------------------------------------------------------ declarations
 

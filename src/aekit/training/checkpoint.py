@@ -18,7 +18,6 @@ unless asked to overwrite it, and the temporary files of a killed run removed.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import math
 import numbers
@@ -204,10 +203,8 @@ def load_checkpoint(directory: str | os.PathLike, est: Any, x: Any,
     meta, tensors = _read(path)
     mine, theirs = _run_identity(est, x, y), {"order": PERMUTATION, **meta["run"]}
     # a parameter added after the checkpoint was written: that run had its default
-    signature = inspect.signature(type(est)).parameters
-    defaults = jsonable({k: signature[k].default for k in mine["params"]
-                         if k not in theirs["params"] and k in signature
-                         and signature[k].default is not inspect.Parameter.empty})
+    defaults = jsonable({k: v for k, v in est._default_params().items()
+                         if k in mine["params"] and k not in theirs["params"]})
     theirs["params"] = {**defaults, **theirs["params"]}
     for key in ("class", "input_shape", "n_samples", "data_sha256", "labels_sha256", "params",
                 "order"):
