@@ -375,7 +375,8 @@ def fit_loop(est: Any, x: Tensor | StreamedRows, y: Tensor | None, ctx: FitConte
             epoch, start = state.epoch + 1, time.perf_counter()
             ctx.epoch = epoch
             scale = learning_rate_scale(schedule, epoch, est.max_iter, state.lr_decays)
-            _set_step_sizes(optimizers, rates, scale)
+            if schedule != "constant":          # a constant rate is left as the model set it
+                _set_step_sizes(optimizers, rates, scale)
             est.module_.train()
             row, failed_step = _train_epoch(est, x_train, y_train, configured, ctx)
             bad = None if failed_step is None else (f"step {failed_step[0]}", failed_step[1])
