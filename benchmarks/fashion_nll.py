@@ -17,17 +17,17 @@ each resumed from the last one's checkpoint (the same run as one fit), and start
 that would end past the budget: the model is then evaluated at the epochs it reached, which
 the table reports. Run again with ``--resume``, it goes on from there for another budget.
 ``--init-from DIR`` starts every model from the encoder and decoder of the model checkpointed
-in DIR (for example an IWAE trained on from a converged VAE, or a VAE trained on at a lower
+in DIR (or saved in a file by ``model.save``) (for example an IWAE trained on from a converged VAE, or a VAE trained on at a lower
 learning rate with a fresh optimizer), given as the model's own networks; its other weights
 (a prior, pseudo-inputs) start as usual. With ``--epochs 0`` the checkpointed model itself is
 evaluated (a checkpoint from another device type included). With ``early_stopping`` in
 ``--params`` the model holds out the same validation rows as the checkpointed run did, when
-both have the same ``random_state`` and run on the same device type (the split is drawn on the
-device).
+both have the same ``random_state`` (the split is drawn on the host, so a GPU run trained on
+from a CPU checkpoint holds out the CPU run's rows).
 
 Usage: python benchmarks/fashion_nll.py [--epochs 30] [--k 5000] [--models vae,iwae]
        [--params JSON] [--hidden 512,256] [--checkpoint-dir DIR [--resume]]
-       [--time-budget SECONDS [--chunk 10]] [--init-from CHECKPOINT_DIR]
+       [--time-budget SECONDS [--chunk 10]] [--init-from CHECKPOINT_DIR | MODEL_FILE]
        [--section NAME] [--write BENCHMARKS.md]
 """
 
@@ -75,6 +75,20 @@ def _fit_in_chunks(model, X: np.ndarray, ckpt: Path, resume: bool, epochs: int, 
                 and time.perf_counter() - start + pace * min(chunk, epochs - reached) > budget):
             return True
     return False
+
+
+def starting_model(path: Path, X: np.ndarray, overrides: dict) -> tuple[Any, str]:
+    """The model of ``--init-from``: a checkpoint folder (:func:`checkpointed_model`) or a
+    model file written by ``model.save`` (a few MB: the weights without the optimizer's
+    state, which is how a trained model travels to another machine), and a line naming it."""
+    if not path.is_file():
+        return checkpointed_model(path, X, overrides)
+    model = aekit.load(str(path))
+    line = f"{type(model).__name__} after {model.n_iter_} epochs"
+    val = model.history_.get("val_loss")
+    if val:         # an early-stopping fit, and so its file, holds its best epoch's weights
+        line += f" (the weights of its best validation epoch, {val.index(min(val)) + 1})"
+    return model, line
 
 
 def checkpointed_model(ckpt: Path, X: np.ndarray, overrides: dict) -> tuple[Any, str]:
@@ -129,7 +143,8 @@ def main() -> None:
                     help="seconds of training per model (needs --checkpoint-dir)")
     ap.add_argument("--chunk", type=int, default=10, help="epochs per chunk with --time-budget")
     ap.add_argument("--init-from", type=Path,
-                    help="checkpoint folder whose encoder and decoder every model starts from; "
+                    help="checkpoint folder (or model file) whose encoder and decoder every "
+                         "model starts from; "
                          "with --epochs 0, the checkpointed model is evaluated as it is")
     ap.add_argument("--init-params", default="{}",
                     help="JSON: parameters that rebuild the --init-from model's networks when "
@@ -137,8 +152,10 @@ def main() -> None:
     ap.add_argument("--write")
     args = ap.parse_args()
     params = json.loads(args.params)
-    if args.init_from is not None and not (args.init_from / CHECKPOINT_NAME).is_file():
-        ap.error(f"--init-from {args.init_from}: no {CHECKPOINT_NAME} there")
+    if (args.init_from is not None and not args.init_from.is_file()
+            and not (args.init_from / CHECKPOINT_NAME).is_file()):
+        ap.error(f"--init-from {args.init_from}: neither a model file nor a folder with "
+                 f"{CHECKPOINT_NAME}")
     if args.time_budget and args.checkpoint_dir is None:
         ap.error("--time-budget trains in chunks resumed from checkpoints: give --checkpoint-dir")
     if args.time_budget and params.get("learning_rate_schedule") == "cosine":
@@ -153,7 +170,7 @@ def main() -> None:
     X_test = aekit.datasets.binarize(X_test, random_state=0)[:args.n_test]
     networks, init_line, source = {}, "", None
     if args.init_from is not None:
-        source, init_line = checkpointed_model(args.init_from, X, json.loads(args.init_params))
+        source, init_line = starting_model(args.init_from, X, json.loads(args.init_params))
         networks = dict(encoder=source.module_["encoder"], decoder=source.module_["decoder"])
     elif args.epochs == 0:
         ap.error("--epochs 0 evaluates the model of --init-from: give it")

@@ -128,10 +128,13 @@ def test_single_row_works_after_fit(fitted, model, kind):
     np.testing.assert_allclose(ll, est.score_samples(X)[-1:], rtol=1e-5, atol=1e-4)
 
 
-def test_a_feature_whose_spread_is_subnormal_counts_as_constant():
+@pytest.mark.parametrize("tiny", [1.4013e-45, 6.891124e-25])
+def test_a_feature_whose_spread_is_subnormal_counts_as_constant(tiny):
     # found by the property test below: rows 1.4e-45 (the smallest float32) and 0 have a
-    # std that float32 holds only as a subnormal, which is 0 once subnormals are flushed
-    X = np.array([[1.4013e-45], [0.0]], dtype=np.float32)
+    # std that float32 holds only as a subnormal, which is 0 once subnormals are flushed;
+    # rows 6.9e-25 and 0 a std whose square (the Gaussian's variance in data units) is
+    # subnormal, so their log-likelihood divided by 0
+    X = np.array([[tiny], [0.0]], dtype=np.float32)
     ae = aekit.AE(likelihood="gaussian", hidden_layer_sizes=(8,), max_iter=1,
                   random_state=0).fit(X)
     assert ae.module_.likelihood.data_scale.item() == 1.0

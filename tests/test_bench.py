@@ -147,3 +147,11 @@ def test_checkpointed_model_of_an_early_stopping_run_has_its_best_weights(tmp_pa
     rebuilt, line = checkpointed_model(tmp_path, X, {})
     assert line == f"VAE after 12 epochs (the weights of its best validation epoch, {best})"
     np.testing.assert_array_equal(rebuilt.score_samples(X[:50]), vae.score_samples(X[:50]))
+    # the rebuilt model saved to a file (how it travels without its optimizer state) starts
+    # --init-from as the checkpoint folder does
+    rebuilt.save(str(tmp_path / "model.safetensors"))
+    from fashion_nll import starting_model
+    assert starting_model(tmp_path, X, {})[1] == line
+    loaded, file_line = starting_model(tmp_path / "model.safetensors", X, {})
+    assert file_line == line
+    np.testing.assert_array_equal(loaded.score_samples(X[:50]), vae.score_samples(X[:50]))

@@ -103,3 +103,19 @@ def test_early_stopping_on_cuda_trains_on_views(digits):
     X = digits[0][:512]
     model = aekit.AE(device="cuda", early_stopping=True, **TINY).fit(X)
     assert "val_loss" in model.history_
+
+
+@pytest.mark.parametrize("binarize", [None, "dynamic"])
+def test_early_stopping_holds_out_the_same_rows_on_cuda_as_on_the_cpu(digits, binarize):
+    """The split is drawn by a host generator: a CPU-fitted model and a model trained on
+    from it on a GPU validate on the same rows, binarized the same way."""
+    from aekit.training.loop import _split
+
+    X = torch.as_tensor(digits[0][:500])
+    est = aekit.VAE(early_stopping=True, binarize=binarize, likelihood="bernoulli", **TINY)
+    on = {d: _split(est, X.to(d), None, torch.Generator().manual_seed(7))
+          for d in ("cpu", "cuda")}
+    assert torch.equal(on["cpu"].train_index, on["cuda"].train_index.cpu())
+    val = {d: s.x_val if binarize else s.x_val.rows() for d, s in on.items()}
+    assert val["cuda"].device.type == "cuda"
+    assert torch.equal(val["cpu"], val["cuda"].cpu())

@@ -164,7 +164,8 @@ def test_a_file_written_before_standardising_loads_as_scale_none(raw_digits, tmp
 
 
 @pytest.mark.parametrize("name", ["ae", "denoising_ae", "contractive_ae", "sparse_ae", "stacked_ae",
-                                  "vq_vae", "vamp_vae", "aae", "wae_mmd", "iwae", "beta_vae"])
+                                  "vq_vae", "vamp_vae", "aae", "wae_mmd", "iwae", "beta_vae",
+                                  "hvae"])
 def test_every_model_trains_on_raw_features_of_large_scale(raw_digits, name):
     X = raw_digits[0][:200] * 1e4
     model = aekit.get_model(name, **{**SMALL, "max_iter": 2})

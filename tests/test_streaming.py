@@ -302,7 +302,8 @@ def test_prefetch_errors_reach_the_training_thread_and_stop_the_reader(tmp_path)
 @pytest.mark.parametrize("name, extra", [("ae", {}), ("vae", {}),
                                          ("vae", {"early_stopping": True}),
                                          ("vae", {"binarize": "dynamic",
-                                                  "likelihood": "bernoulli"})])
+                                                  "likelihood": "bernoulli"}),
+                                         ("hvae", {"n_components": 3})])
 def test_streamed_npy_trains_exactly_like_the_in_memory_array(tmp_path, digits, name, extra):
     X, _ = digits
     params = {**SMALL, "max_iter": 3, "likelihood": "bernoulli", **extra}

@@ -403,3 +403,40 @@ def test_a_checkpoint_written_before_a_parameter_existed_resumes_at_its_default(
     resumed = aekit.AE(**SMALL).fit(X, checkpoint_dir=tmp_path, resume=True)
     assert resumed.n_iter_ == 5
     assert_same_weights(weights(resumed), weights(aekit.AE(**SMALL).fit(X)))
+
+
+def test_the_validation_split_is_drawn_on_the_host_and_a_gpu_checkpoint_of_the_old_split_is_refused(
+        digits, tmp_path, monkeypatch):
+    """One random_state holds out the same rows on any device: the split generator is a host
+    generator whatever the fit's device. A GPU checkpoint written when the split was drawn on
+    the GPU held out other rows: resuming it would train on others, so it is refused."""
+    from aekit.training import loop
+
+    X, _ = digits
+    seen = []
+    real = loop._split
+    monkeypatch.setattr(loop, "_split", lambda est, x, y, g: seen.append(g.device) or real(
+        est, x, y, g))
+    params = {**SMALL, "max_iter": 2, "early_stopping": True}
+    aekit.AE(**params).fit(X, checkpoint_dir=tmp_path)
+    assert seen == [torch.device("cpu")]
+    path = tmp_path / CHECKPOINT_NAME
+    with safe_open(str(path), framework="pt") as f:
+        meta = json.loads(f.metadata()["aekit"])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    assert meta["run"]["split"] == "on the host"
+    # an older CPU checkpoint (no split entry) drew the same rows: it resumes
+    del meta["run"]["split"]
+    meta["sha256"] = checkpoint_sha256(tensors, meta)
+    save_file(tensors, str(path), metadata={"aekit": json.dumps(meta)})
+    assert aekit.AE(**{**params, "max_iter": 3}).fit(X, checkpoint_dir=tmp_path,
+                                                     resume=True).n_iter_ == 3
+    with safe_open(str(path), framework="pt") as f:
+        meta = json.loads(f.metadata()["aekit"])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    del meta["run"]["split"]
+    meta["rng_device"] = "cuda"
+    meta["sha256"] = checkpoint_sha256(tensors, meta)
+    save_file(tensors, str(path), metadata={"aekit": json.dumps(meta)})
+    with pytest.raises(ValueError, match="validation rows were drawn on the GPU"):
+        aekit.AE(**{**params, "max_iter": 4}).fit(X, checkpoint_dir=tmp_path, resume=True)

@@ -234,11 +234,12 @@ class FeatureMoments:
 
     def standardization(self) -> tuple[np.ndarray, np.ndarray]:
         """``(mean, std)``; a constant feature (std 0, below float32's resolution of its
-        mean, or below float32's smallest normal number, which is 0 once subnormals are
-        flushed) gets std 1, so it is centred and never divided by zero."""
+        mean, or so small that its square, the variance a Gaussian likelihood divides by in
+        the data's units, is below float32's smallest normal number, which is 0 once
+        subnormals are flushed) gets std 1, so it is centred and never divided by zero."""
         std = np.sqrt(self.m2 / np.maximum(self.n, 1))
         constant = ((std == 0) | (std <= 1e-6 * np.abs(self.mean))
-                    | (std < np.finfo(np.float32).tiny))
+                    | (std < np.sqrt(np.finfo(np.float32).tiny)))
         return self.mean, np.where(constant, 1.0, std)
 
 

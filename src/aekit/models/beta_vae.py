@@ -132,12 +132,18 @@ class BetaVAE(VAE):
             progress = 2 * ((epoch - 1) % self.warmup_epochs) / self.warmup_epochs
         return float(self.beta) * min(1.0, progress)
 
-    def _loss(self, x: Tensor, y: Tensor | None, ctx: FitContext) -> LossTerms:
+    def _recon_and_kl_dims(self, x: Tensor, ctx: FitContext
+                           ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """One reparameterised draw per row: ``-log p(x|z)`` ``(B,)``, the KL per latent
+        dimension ``(B, k)``, and extra terms to log (a model with another latent
+        structure overrides this and keeps the weighting of :meth:`_loss`)."""
         q = self._posterior(x)                                                # (B, k)
         loc, scale = q.base_dist.loc, q.base_dist.scale
         z = loc + scale * ctx.randn(*loc.shape)                             # (B, k)
-        recon = -self._decode(z).log_prob(x)                                  # (B,)
-        kl_dims = self._kl_dims(q)                                            # (B, k)
+        return -self._decode(z).log_prob(x), self._kl_dims(q), {}
+
+    def _loss(self, x: Tensor, y: Tensor | None, ctx: FitContext) -> LossTerms:
+        recon, kl_dims, extra = self._recon_and_kl_dims(x, ctx)            # (B,), (B, k)
         kl_kept = kl_dims.mean(0)                                             # (k,)
         if self.free_bits > 0:   # skipped at 0 so a float -1e-9 KL keeps its gradient
             kl_kept = kl_kept.clamp_min(self.free_bits)
@@ -148,7 +154,7 @@ class BetaVAE(VAE):
         # epochs on one scale while beta_t rises; the gradient is this epoch's objective's
         total = objective + (at_full_beta - objective).detach()
         return LossTerms(total, {"recon": recon.mean(), "kl": kl_dims.sum(-1).mean(),
-                                 "kl_free_bits": kl_kept.sum()})
+                                 "kl_free_bits": kl_kept.sum(), **extra})
 
     def _on_epoch_end(self, epoch: int, x: Tensor) -> dict[str, Any]:
         return {"beta": self.kl_weight(epoch), **latent.summary(self, x)}

@@ -74,6 +74,9 @@ class LoopState:
 #: the row order of in-memory data and of streams with random access
 PERMUTATION = "permutation"
 
+#: where an early-stopping run's validation rows are drawn (a checkpoint's ``run.split``)
+SPLIT_ON_HOST = "on the host"
+
 
 #: the attribute a tensor keeps its digest in: ``(version counter, hex digest)``
 _DIGEST = "_aekit_sha256"
@@ -108,7 +111,8 @@ def _run_identity(est: Any, x: Any, y: torch.Tensor | None) -> dict[str, Any]:
     return {"class": type(est).__name__, "params": params, "input_shape": list(est.input_shape_),
             "n_samples": int(x.shape[0]), "data_sha256": data_fingerprint(x),
             "labels_sha256": None if y is None else data_fingerprint(y),
-            "order": getattr(x, "order", PERMUTATION)}
+            "order": getattr(x, "order", PERMUTATION),
+            "split": SPLIT_ON_HOST if est.early_stopping else None}
 
 
 def _optimizer_tensors(optimizers: list[torch.optim.Optimizer]) -> tuple[dict, list]:
@@ -201,15 +205,23 @@ def load_checkpoint(directory: str | os.PathLike, est: Any, x: Any,
     if not path.exists() and not path.is_symlink():
         return None
     meta, tensors = _read(path)
-    mine, theirs = _run_identity(est, x, y), {"order": PERMUTATION, **meta["run"]}
+    # a checkpoint from before the validation split was drawn on the host: a CPU run drew
+    # the same rows, a GPU run other ones
+    drawn = (SPLIT_ON_HOST if meta.get("rng_device", "cpu") == "cpu" else "on the GPU"
+             ) if meta["run"].get("params", {}).get("early_stopping") else None
+    mine, theirs = _run_identity(est, x, y), {"order": PERMUTATION, "split": drawn,
+                                              **meta["run"]}
     # a parameter added after the checkpoint was written: that run had its default
     defaults = jsonable({k: v for k, v in est._default_params().items()
                          if k in mine["params"] and k not in theirs["params"]})
     theirs["params"] = {**defaults, **theirs["params"]}
     for key in ("class", "input_shape", "n_samples", "data_sha256", "labels_sha256", "params",
-                "order"):
+                "order", "split"):
         if mine[key] != theirs.get(key):
-            if key == "params":
+            if key == "split":
+                what = (f"its validation rows were drawn {theirs[key]}, which this version "
+                        f"no longer does: they are drawn {mine[key]} on every device")
+            elif key == "params":
                 diff = sorted(k for k in set(mine[key]) | set(theirs[key])
                               if mine[key].get(k) != theirs[key].get(k))
                 what = f"parameters {', '.join(diff)} differ"

@@ -53,7 +53,8 @@ class FitContext:
     order : torch.Generator
         Each epoch's minibatch order; the same on every rank.
     split : torch.Generator
-        Draws the validation split only, so a resumed run draws the same one.
+        Draws the validation split only, so a resumed run draws the same one; a host (CPU)
+        generator on every device, so one seed holds out the same rows on a CPU and a GPU.
     world : World
         This process's rank and the number of processes.
     epoch : int

@@ -78,13 +78,14 @@ def _fit_model(est: Any, data: Any, targets: Any, *, device: torch.device,
         module = est._build(est.input_shape_)
     est.module_ = module.to(device)
     # minibatch order and the validation split: the same on every rank; the model's
-    # noise: each rank its own stream
+    # noise: each rank its own stream. The split is drawn on the host, so one random_state
+    # holds out the same rows on the CPU and on a GPU
     noise_seed = np.random.SeedSequence([int(seeds[3]), world.rank]).generate_state(1)[0]
     ctx = FitContext(
         device=device, precision=Precision(est.precision, device),
         generator=torch.Generator(device=device).manual_seed(int(noise_seed)),
         order=torch.Generator(device=device).manual_seed(int(seeds[1])),
-        split=torch.Generator(device=device).manual_seed(int(seeds[2])), world=world)
+        split=torch.Generator().manual_seed(int(seeds[2])), world=world)
 
     def loss(x: Tensor, y: Tensor | None):
         return est._loss(x, y, ctx)
@@ -163,20 +164,21 @@ def _split(est: Any, x: Any, y: Tensor | None, generator: torch.Generator) -> Sp
             f"early_stopping with validation_fraction={est.validation_fraction} leaves "
             f"{n_val} validation and {n - n_val} training rows out of {n}; "
             "use more data, another validation_fraction, or early_stopping=False")
-    perm = torch.randperm(n, generator=generator, device=generator.device)
+    device = x.device
+    # drawn by the host generator, whatever the device: the same rows on any device
+    perm = torch.randperm(n, generator=generator).to(device)
     tr, va = perm[n_val:], perm[:n_val]
     y_tr, y_va = (None, None) if y is None else (y[tr], y[va])
     if isinstance(x, StreamedRows):             # views; rows are read when used
         x_tr, x_val = x.subset(tr), x.subset(va)
         if est.binarize == "dynamic":           # a fixed binarization of each chunk
-            x_val.binarize_seed = int(torch.randint(2**31 - 1, (1,), generator=generator,
-                                                    device=generator.device))
+            x_val.binarize_seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
         return Split(x_tr, y_tr, x_val, y_va, tr)
     # views of the rows, gathered a minibatch or chunk at a time: the device holds the
     # data once, not once more as training and validation copies
     x_val = RowView(x, va)
-    if est.binarize == "dynamic":               # validation rows: binarized once
-        x_val = torch.bernoulli(x_val.rows(), generator=generator)
+    if est.binarize == "dynamic":               # validation rows: binarized once, on the host
+        x_val = torch.bernoulli(x_val.rows().cpu(), generator=generator).to(device)
     return Split(RowView(x, tr), y_tr, x_val, y_va, tr)
 
 
