@@ -29,11 +29,10 @@ from torch import Tensor, nn
 from torch.distributions import Distribution, kl_divergence
 
 from aekit._registry import register
-from aekit.distributions import diagonal_normal, log_mean_exp, standard_normal_kl
+from aekit.distributions import log_mean_exp, standard_normal_kl
 from aekit.estimator import BaseAutoencoder
 from aekit.exceptions import InputError
 from aekit.models.beta_vae import BetaVAE
-from aekit.models.vae import LOG_VAR_RANGE
 from aekit.nn import ACTIVATIONS, mlp
 from aekit.training import FitContext
 
@@ -188,11 +187,6 @@ class HierarchicalVAE(BetaVAE):
     def _top_posterior(self, xs: Tensor) -> Distribution:
         """q(z2 | x) for standardised rows ``xs``: batch ``(B,)``, event ``(top,)``."""
         return self._gaussian(self.module_.encoder(xs))
-
-    @staticmethod
-    def _gaussian(out: Tensor) -> Distribution:
-        loc, log_var = out.float().chunk(2, dim=-1)
-        return diagonal_normal(loc, log_var.clamp(*LOG_VAR_RANGE))
 
     def _bottom_posterior(self, xs: Tensor, z2: Tensor) -> Distribution:
         """q(z1 | x, z2) for standardised rows ``xs`` ``(B, D)`` and z2 ``(..., B, top)``."""

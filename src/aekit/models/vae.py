@@ -86,9 +86,15 @@ class VAE(BaseAutoencoder):
         module.register_buffer("prior_scale", torch.ones(self.n_components))
         return module
 
-    def _posterior(self, x: Tensor) -> Distribution:
-        loc, log_var = self.module_.encoder(self._standardize(x)).float().chunk(2, dim=-1)
+    @staticmethod
+    def _gaussian(out: Tensor) -> Distribution:
+        """The diagonal Gaussian of a network's outputs ``(..., 2k)``: means, then
+        log-variances (clamped to ``LOG_VAR_RANGE``)."""
+        loc, log_var = out.float().chunk(2, dim=-1)
         return diagonal_normal(loc, log_var.clamp(*LOG_VAR_RANGE))
+
+    def _posterior(self, x: Tensor) -> Distribution:
+        return self._gaussian(self.module_.encoder(self._standardize(x)))
 
     def _prior(self) -> Distribution:
         return Independent(Normal(self.module_.prior_loc, self.module_.prior_scale,
