@@ -17,7 +17,9 @@ rows, offline). With ``--checkpoint-dir`` each finished method goes to ``results
 there and ``--resume`` skips it.
 
 Networks: MLP D-512-256-2, Bernoulli decoder on the grey levels, Adam 1e-3, seed 0; AE and
-VAE batch 128, the neighbour AE its own settings (``--nae-params``).
+VAE batch 128, the neighbour AE its own settings (``--nae-params``); ``neighbor_ae_tsne`` is
+the neighbour AE with ``embedding="tsne"`` at the AE's settings (a t-SNE map of the training
+rows by openTSNE, which the decoder learns to decode; new rows are placed on the map).
 
 Run with one thread on a shared machine:
 ``OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 NUMBA_NUM_THREADS=1 nice -n 5 python benchmarks/fashion_2d.py``
@@ -54,6 +56,7 @@ from results_log import append, open_log  # noqa: E402
 # Neural Computation 33(11), 2021 (their own networks and training, not these).
 PUBLISHED = {"ae": 0.682, "vae": 0.665, "tsne": 0.783}
 LABELS = {"ae": "AE", "vae": "VAE", "neighbor_ae": "neighbour AE (aekit `neighbor_ae`)",
+          "neighbor_ae_tsne": "neighbour AE on a t-SNE map (`neighbor_ae`, `embedding=\"tsne\"`)",
           "pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
 #: the neighbour AE's settings, chosen on the validation split (see BENCHMARKS.md)
 NAE_DEFAULTS = {"batch_size": 512}
@@ -73,14 +76,16 @@ def embed(method: str, X, X_test, args):
     """Training codes, their row indices into X, test codes and the decoded test codes
     (None without a decoder) for one method."""
     rows = np.arange(len(X))
-    if method in ("ae", "vae", "neighbor_ae"):
+    if method in ("ae", "vae", "neighbor_ae", "neighbor_ae_tsne"):
         settings = dict(n_components=2, hidden_layer_sizes=(512, 256), likelihood="bernoulli",
                         max_iter=args.epochs, batch_size=128, n_iter_no_change=args.epochs + 1,
                         random_state=0)
         if method == "neighbor_ae":
             settings.update(max_iter=args.nae_epochs, n_iter_no_change=args.nae_epochs + 1,
                             **NAE_DEFAULTS, **json.loads(args.nae_params))
-        model = aekit.get_model(method, **settings).fit(X)
+        if method == "neighbor_ae_tsne":    # the AE's settings; the map comes from t-SNE
+            settings["embedding"] = "tsne"
+        model = aekit.get_model(method.removesuffix("_tsne"), **settings).fit(X)
         Z_test = model.transform(X_test)
         return model.transform(X), rows, Z_test, model.inverse_transform(Z_test)
     if method == "pca":

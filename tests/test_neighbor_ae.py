@@ -208,3 +208,136 @@ def test_the_command_line_fits_and_maps_with_it(tmp_path):
     codes = tmp_path / "codes.npy"
     assert main(["transform", str(path), "--data", "digits", "-o", str(codes)]) == 0
     assert np.load(codes).shape[1] == 2
+
+
+# ------------------------------------------------------------------ embedding="tsne"
+TSNE = {**SMALL, "embedding": "tsne", "max_iter": 8}
+
+
+@pytest.fixture(scope="module")
+def tsne_fitted(digits):
+    pytest.importorskip("openTSNE")
+    X, _ = digits
+    return NeighborAE(**TSNE).fit(X[:300])
+
+
+def test_the_map_loss_matches_a_hand_computation(tsne_fitted, digits):
+    X, _ = digits
+    model = tsne_fitted
+    x = torch.as_tensor(X[:6])
+    places = torch.tensor([[0.0, 0.0], [1.0, -1.0], [2.0, 0.5], [-1.0, 3.0], [0.5, 0.5],
+                           [-2.0, -2.0]])
+    ctx = FitContext.standalone(torch.Generator().manual_seed(0))
+    ctx.shared["map"] = places
+    with torch.no_grad():
+        terms = model._loss(x, torch.arange(6), ctx)
+        recon = -model._decode(places).log_prob(x)                      # from the map
+        codes = model.module_.encoder(model._standardize(x))            # the encoder's
+        error = ((codes - places) ** 2).sum(1)
+    expected = (recon + model.neighbor_weight * 64 * error).mean()
+    torch.testing.assert_close(terms.total, expected)
+    torch.testing.assert_close(terms.terms["neighbors"], error.mean())
+
+
+def test_the_tsne_map_keeps_the_whole_contract(tsne_fitted, digits, digits_test, tmp_path):
+    X, _ = digits
+    X_test, _ = digits_test
+    model = tsne_fitted
+    assert model.n_reference_ == 300 and model.map_scale_ > 0
+    np.testing.assert_array_equal(model.module_.reference_rows.numpy(),
+                                  model._standardize(torch.as_tensor(X[:300])).numpy())
+    places = model.module_.reference_codes.numpy()
+    assert places.shape == (300, 2) and places.std() == pytest.approx(1.0, rel=1e-4)
+    codes = model.transform(X_test[:40])
+    assert codes.shape == (40, 2) and np.isfinite(codes).all()
+    assert model.inverse_transform(codes).shape == (40, 64)
+    assert np.isfinite(model.score_samples(X_test[:10])).all()
+    draws = model.sample(20, random_state=0)
+    assert draws.shape == (20, 64) and np.isfinite(draws).all()
+    # the kernel density sample() draws from sits on the map, not on the encoder's copy
+    np.testing.assert_array_equal(model.module_.code_points.numpy()[:3],
+                                  places[(np.arange(3) * 300) // 1024])
+    path = tmp_path / "tsne.safetensors"
+    model.save(path)
+    loaded = aekit.load(path)
+    assert "_tsne_reference" not in vars(loaded)        # rebuilt from the file, on first use
+    np.testing.assert_array_equal(loaded.transform(X_test[:40]), codes)
+    np.testing.assert_array_equal(loaded.sample(20, random_state=0), draws)
+
+
+def test_a_training_row_is_placed_where_the_map_has_it(tsne_fitted, digits):
+    X, _ = digits
+    places = tsne_fitted.module_.reference_codes.numpy()
+    placed = tsne_fitted.transform(X[:300])
+    # its own row is its nearest neighbour, at distance 0: it lands by its place; the map's
+    # standard deviation is 1, and a row's place is far from most others'
+    moved = np.sqrt(((placed - places) ** 2).sum(1))
+    to_others = np.sqrt(((places[:, None] - places[None]) ** 2).sum(-1))
+    assert np.median(moved) < 0.1 * np.median(to_others), (np.median(moved),
+                                                           np.median(to_others))
+
+
+def test_the_tsne_map_keeps_neighbours_of_new_rows(digits, digits_test):
+    pytest.importorskip("openTSNE")
+    X, y = digits
+    X_test, y_test = digits_test
+    model = NeighborAE(**{**TSNE, "max_iter": 2}).fit(X[:800])
+    acc = knn_accuracy(model.transform(X[:800]), y[:800], model.transform(X_test), y_test)
+    assert acc > 0.9, acc      # the contrastive map: about 0.82 on these rows (BENCHMARKS.md)
+
+
+def test_a_tsne_fit_repeats_with_its_random_state(tsne_fitted, digits, digits_test):
+    X, _ = digits
+    X_test, _ = digits_test
+    again = NeighborAE(**TSNE).fit(X[:300])
+    np.testing.assert_array_equal(again.module_.reference_codes.numpy(),
+                                  tsne_fitted.module_.reference_codes.numpy())
+    np.testing.assert_array_equal(again.transform(X_test[:20]),
+                                  tsne_fitted.transform(X_test[:20]))
+    other = NeighborAE(**{**TSNE, "random_state": 1}).fit(X[:300])
+    assert not np.array_equal(other.module_.reference_codes.numpy(),
+                              tsne_fitted.module_.reference_codes.numpy())
+
+
+def test_held_out_rows_are_placed_on_the_training_map(digits):
+    pytest.importorskip("openTSNE")
+    X, _ = digits
+    model = NeighborAE(**{**TSNE, "early_stopping": True, "validation_fraction": 0.25})
+    model.fit(X[:200])
+    assert model.n_reference_ == 150              # the map holds the training rows only
+    assert "val_loss" in model.history_ and np.isfinite(model.history_["val_neighbors"]).all()
+
+
+def test_tsne_refusals_say_what_to_do(digits, monkeypatch):
+    X, _ = digits
+    with pytest.raises(InputError, match="1-D or 2-D"):
+        NeighborAE(**{**TSNE, "n_components": 3}).fit(X[:100])
+    monkeypatch.setitem(__import__("sys").modules, "openTSNE", None)
+    with pytest.raises(InputError, match=r"pip install 'aekit\[tsne\]'"):
+        NeighborAE(**TSNE).fit(X[:100])
+
+
+def test_a_resumed_tsne_fit_is_the_uninterrupted_one(digits, tmp_path):
+    pytest.importorskip("openTSNE")
+    X, _ = digits
+    params = {**TSNE, "early_stopping": True, "n_iter_no_change": 50}
+    full = NeighborAE(**{**params, "max_iter": 4}).fit(X[:200], checkpoint_dir=tmp_path / "a")
+    NeighborAE(**{**params, "max_iter": 2}).fit(X[:200], checkpoint_dir=tmp_path / "b")
+    resumed = NeighborAE(**{**params, "max_iter": 4}).fit(X[:200], checkpoint_dir=tmp_path / "b",
+                                                          resume=True)
+    for name, value in full.module_.state_dict().items():
+        torch.testing.assert_close(resumed.module_.state_dict()[name], value, rtol=0, atol=0)
+    assert resumed.history_["val_loss"] == full.history_["val_loss"]
+
+
+def test_a_tsne_map_of_a_mixed_table_with_holes(tsne_fitted):
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"size": rng.normal(size=120), "kind": rng.choice(["a", "b", "c"], 120),
+                          "flag": rng.random(120) < 0.3})
+    frame.loc[::7, "size"] = np.nan
+    model = NeighborAE(**{**TSNE, "likelihood": "mixed"}).fit(frame)
+    codes = model.transform(frame.iloc[:10])
+    assert codes.shape == (10, 2) and np.isfinite(codes).all()
+    filled = model.impute(frame.iloc[:14])
+    assert not filled["size"].isna().any()

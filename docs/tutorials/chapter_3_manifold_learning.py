@@ -90,9 +90,12 @@ fig.tight_layout()
 # five ways: PCA, t-SNE (van der Maaten & Hinton, "Visualizing Data using t-SNE", JMLR
 # 2008), a deterministic AE, a VAE, and ``neighbor_ae`` (:class:`aekit.models.NeighborAE`),
 # an autoencoder whose code also keeps each row's nearest neighbours close, with a
-# t-SNE-like term over a k-NN table of the inputs. t-SNE embeds only the rows it is
-# given, so every map here is of the test digits; the autoencoders and PCA were fitted
-# on the training digits and map new rows with ``transform``.
+# t-SNE-like term over a k-NN table of the inputs; and ``neighbor_ae`` with
+# ``embedding="tsne"``, whose map is t-SNE's own (computed by the optional package
+# openTSNE) with a decoder trained on it, placing new rows on the map by optimising their
+# t-SNE cost against it. t-SNE embeds only the rows it is given, so every map here is of
+# the test digits; the autoencoders and PCA were fitted on the training digits and map
+# new rows with ``transform``.
 #
 # Two numbers judge a map: **trustworthiness** (Venna & Kaski, 2001; are a point's
 # neighbours on the map its neighbours in the data? 1 is perfect) and the 5-fold
@@ -106,10 +109,13 @@ maps = {
 for name, model in [("AE", aekit.AE(n_components=2, max_iter=EPOCHS, random_state=0)),
                     ("VAE", aekit.VAE(n_components=2, max_iter=EPOCHS, random_state=0)),
                     ("neighbor_ae", aekit.get_model("neighbor_ae", n_components=2,
-                                                    max_iter=EPOCHS, random_state=0))]:
+                                                    max_iter=EPOCHS, random_state=0)),
+                    ("t-SNE map AE", aekit.get_model("neighbor_ae", n_components=2,
+                                                     embedding="tsne", max_iter=EPOCHS,
+                                                     random_state=0))]:
     maps[name] = model.fit(X).transform(X_test)
 
-fig, axes = plt.subplots(1, len(maps), figsize=(3.2 * len(maps), 3.4))
+fig, axes = plt.subplots(1, len(maps), figsize=(2.9 * len(maps), 3.4))
 print(f"{'map':>12} {'trustworthiness':>16} {'1-NN accuracy':>14}")
 for ax, (name, Z) in zip(axes, maps.items()):
     trust = aekit.evaluation.trustworthiness(X_test, Z, n_neighbors=5)
@@ -128,6 +134,9 @@ fig.tight_layout()
 # autoencoders have both, so new digits are placed without refitting and any point of
 # their map decodes to an image (the manifold grid of chapter 1). ``neighbor_ae`` adds
 # t-SNE's neighbourhood term to an autoencoder's likelihood, trading some reconstruction
-# for neighbourhoods; the VAE's map is also shaped by its prior, whose KL term pulls the
-# codes towards N(0, I) (chapter 5). ``benchmarks/fashion_2d.py`` in the repository
-# compares these maps, and UMAP, on Fashion-MNIST.
+# for neighbourhoods. With ``embedding="tsne"`` the map is t-SNE's, so it keeps
+# neighbours as t-SNE does, for new rows too; the price is a slower ``transform`` (each
+# new row is optimised against the map) and a model file that keeps the training rows.
+# The VAE's map is also shaped by its prior, whose KL term pulls the codes towards
+# N(0, I) (chapter 5). ``benchmarks/fashion_2d.py`` in the repository compares these
+# maps, and UMAP, on Fashion-MNIST.
