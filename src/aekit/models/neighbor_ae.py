@@ -38,8 +38,11 @@ the training rows (as the encoder sees them) for that.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import warnings
+from collections.abc import Iterator
 from numbers import Integral, Real
 from typing import Any
 
@@ -69,6 +72,19 @@ EMBEDDINGS = ("contrastive", "tsne")
 #: against 0.812 at openTSNE's settings (BENCHMARKS.md).
 PLACEMENT = {"perplexity": 5, "k": 25, "n_iter": 1500, "learning_rate": 0.5,
              "exaggeration": 1.5, "momentum": 0.8, "max_grad_norm": 0.25}
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """openTSNE's informational log lines (which gradient method it chose, that given
+    affinities make the perplexity moot) held back; its warnings still pass."""
+    logger = logging.getLogger("openTSNE")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _opentsne() -> Any:
@@ -258,8 +274,9 @@ class NeighborAE(AE):
             raise InputError(f"embedding='tsne' needs at least 4 training rows; there are "
                              f"{len(reference)}")
         affinities = self._affinities(reference, seed)
-        found = openTSNE.TSNE(n_components=self.n_components, random_state=seed, n_jobs=1,
-                              verbose=False).fit(reference, affinities=affinities)
+        with _quiet():
+            found = openTSNE.TSNE(n_components=self.n_components, random_state=seed,
+                                  n_jobs=1, verbose=False).fit(reference, affinities=affinities)
         places = np.asarray(found, dtype=np.float64)
         # centred as openTSNE centres a map before placing new points on it, so its own
         # placement never moves the reference
@@ -292,11 +309,13 @@ class NeighborAE(AE):
             return reference
         openTSNE = _opentsne()
         module = self.module_
-        if affinities is None:
-            affinities = self._affinities(module.reference_rows.cpu().numpy(), self.map_seed_)
         places = module.reference_codes.cpu().double().numpy() * self.map_scale_
-        reference = openTSNE.TSNEEmbedding(places, affinities, random_state=self.map_seed_,
-                                           n_jobs=1)
+        with _quiet():
+            if affinities is None:
+                affinities = self._affinities(module.reference_rows.cpu().numpy(),
+                                              self.map_seed_)
+            reference = openTSNE.TSNEEmbedding(places, affinities, random_state=self.map_seed_,
+                                               n_jobs=1)
         self.__dict__["_tsne_reference"] = reference
         return reference
 
@@ -305,11 +324,12 @@ class NeighborAE(AE):
         each optimised against the fixed training map as openTSNE's ``transform`` does."""
         reference = self._reference_map()
         settings = dict(PLACEMENT)
-        start = reference.prepare_partial(
-            np.ascontiguousarray(rows, dtype=np.float32), initialization="median",
-            k=min(settings.pop("k"), self.n_reference_),
-            perplexity=min(settings.pop("perplexity"), (self.n_reference_ - 1) / 3))
-        placed = start.optimize(inplace=True, propagate_exception=True, **settings)
+        with _quiet():
+            start = reference.prepare_partial(
+                np.ascontiguousarray(rows, dtype=np.float32), initialization="median",
+                k=min(settings.pop("k"), self.n_reference_),
+                perplexity=min(settings.pop("perplexity"), (self.n_reference_ - 1) / 3))
+            placed = start.optimize(inplace=True, propagate_exception=True, **settings)
         return (np.asarray(placed) / self.map_scale_).astype(np.float32)
 
     def transform(self, X: Any) -> np.ndarray:
