@@ -341,3 +341,14 @@ def test_a_tsne_map_of_a_mixed_table_with_holes(tsne_fitted):
     assert codes.shape == (10, 2) and np.isfinite(codes).all()
     filled = model.impute(frame.iloc[:14])
     assert not filled["size"].isna().any()
+
+
+def test_the_report_draws_and_decodes_the_tsne_map(tsne_fitted, digits, tmp_path):
+    pytest.importorskip("matplotlib")
+    from aekit.reporting.report import write_report
+
+    X, y = digits
+    index = write_report(tsne_fitted, X[:300], y[:300], tmp_path / "report",
+                         image_shape=(8, 8))
+    for figure in ("latent_scatter.png", "manifold_grid.png"):
+        assert (index.parent / figure).stat().st_size > 1000
