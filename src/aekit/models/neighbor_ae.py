@@ -149,8 +149,9 @@ class NeighborAE(AE):
         squared distance of the encoder's code to the row's place, in units of the map's
         standard deviation); ``transform`` places new rows on that map by optimising their
         t-SNE cost against it, and the model file keeps the training rows for that (as
-        large as the data). Slower to map new rows (about a second per thousand on a CPU),
-        but the map keeps neighbours as t-SNE does.
+        large as the data). Slower to map new rows (about 1.5 s per thousand on one CPU
+        thread; a loaded model first rebuilds the map's neighbour index), but the map keeps
+        neighbours as t-SNE does.
     perplexity : float, default=30.0
         The t-SNE perplexity of the training map (``embedding="tsne"`` only).
     **kwargs
