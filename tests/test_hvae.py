@@ -213,6 +213,23 @@ def test_history_logs_both_kl_terms_and_their_sum(gated):
     np.testing.assert_allclose(h["loss"], np.add(h["recon"], h["kl"]), rtol=1e-5)
 
 
+def test_history_counts_active_units_over_both_layers(gated, digits):
+    codes = gated.transform(digits[0][:400])                                 # (400, 5)
+    expected = int((codes.var(0) > aekit.evaluation.ACTIVE_UNIT_THRESHOLD).sum())
+    assert len(gated.history_["active_units"]) == gated.n_iter_
+    assert gated.history_["active_units"][-1] == expected
+
+
+def test_a_collapsed_posterior_warns_as_the_vaes_does(digits):
+    from sklearn.exceptions import ConvergenceWarning
+
+    with pytest.warns(ConvergenceWarning, match="every latent unit is inactive"):
+        model = HierarchicalVAE(n_components=4, beta=500.0, **{**LIKE_FITTED_VAE,
+                                                                "max_iter": 8})
+        model.fit(digits[0][:300])
+    assert model.history_["active_units"][-1] == 0
+
+
 def test_it_learns_more_than_independent_pixels_and_keeps_up_with_the_vae(digits,
                                                                           digits_test):
     """Held-out log p(x) beats the best model with independent pixels (each pixel its own

@@ -30,7 +30,7 @@ from torch.distributions import Distribution, kl_divergence
 
 from aekit._registry import register
 from aekit.distributions import log_mean_exp, standard_normal_kl
-from aekit.estimator import BaseAutoencoder
+from aekit.estimator import BaseAutoencoder, latent
 from aekit.exceptions import InputError
 from aekit.models.beta_vae import BetaVAE
 from aekit.nn import ACTIVATIONS, mlp
@@ -111,7 +111,9 @@ class HierarchicalVAE(BetaVAE):
     history_ : dict of str to list
         As :class:`aekit.models.beta_vae.BetaVAE`'s, with ``kl`` the sum of the two KL
         terms and ``kl_top`` (KL(q(z2|x) || N(0, I))) and ``kl_bottom`` (KL(q(z1|x,z2) ||
-        p(z1|z2)) at the drawn z2) apart.
+        p(z1|z2)) at the drawn z2) apart, and ``active_units`` over the code ``[z1, z2]``
+        (``transform``'s posterior means; z1's at z2's mean). ``fit`` warns when none is
+        active.
     n_iter_ : int
     input_shape_ : tuple of int
 
@@ -216,7 +218,13 @@ class HierarchicalVAE(BetaVAE):
             "kl_top": kl_top.sum(-1).mean(), "kl_bottom": kl_bottom.sum(-1).mean()}
 
     def _on_epoch_end(self, epoch: int, x: Tensor) -> dict[str, Any]:
-        return {"beta": self.kl_weight(epoch)}
+        # active units (Burda et al.) over the code transform gives: no single Gaussian
+        # posterior covers both layers, so latent.summary does not apply
+        rows = latent.spread_rows(x)
+        codes = torch.cat([self._encode(rows[i:i + 4096]).float()
+                           for i in range(0, len(rows), 4096)])                 # (n, k)
+        active = (codes.var(0, correction=0) > latent.ACTIVE_UNIT_THRESHOLD).sum()
+        return {"beta": self.kl_weight(epoch), "active_units": float(active)}
 
     # ------------------------------------------------------------ the four uses
     def _encode(self, x: Tensor) -> Tensor:
