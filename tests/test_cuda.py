@@ -79,6 +79,20 @@ def test_scores_on_cuda_match_the_cpu(tmp_path, name, digits):
     np.testing.assert_allclose(on_gpu.transform(X), model.transform(X), rtol=1e-4, atol=1e-4)
 
 
+def test_a_tsne_map_fitted_on_cuda_places_rows_as_on_the_cpu(tmp_path, digits):
+    """The map and the placement run on the host (openTSNE); the networks on the GPU. A
+    CUDA-fitted model loaded on the CPU places new rows where the CUDA one does."""
+    pytest.importorskip("openTSNE")
+    X, X_new = digits[0][:300], digits[0][300:340]
+    model = aekit.get_model("neighbor_ae", embedding="tsne", device="cuda", **TINY).fit(X)
+    assert model.module_.reference_codes.device.type == "cuda"
+    codes = model.transform(X_new)
+    assert np.isfinite(model.inverse_transform(codes)).all()
+    model.save(str(tmp_path / "m.safetensors"))
+    on_cpu = aekit.load(str(tmp_path / "m.safetensors"), device="cpu")
+    np.testing.assert_array_equal(on_cpu.transform(X_new), codes)
+
+
 @pytest.mark.parametrize("name", ["ae", "vae", "vq_vae"])
 def test_resume_is_bit_identical_with_deterministic_algorithms(tmp_path, name, digits):
     """On CUDA a resumed run gives the uninterrupted run's bits with ``deterministic=True``

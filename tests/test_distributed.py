@@ -214,3 +214,16 @@ def test_vqvae_codebook_follows_the_global_minibatch_on_every_rank(tmp_path):
                                        err_msg=name)
     for name in ("codebook", "ema_count", "ema_sum", "resets_codebook", "resets_count"):
         np.testing.assert_array_equal(ranks[1][name], ranks[0][name], err_msg=name)
+
+
+def test_two_processes_draw_the_same_tsne_map_as_one(tmp_path):
+    pytest.importorskip("openTSNE")
+    args = ["fit", "neighbor_ae", *COMMON, "--set", "max_iter=3", "--set", "embedding=tsne"]
+    _run([*args, "-o", str(tmp_path / "one.safetensors")], 1)
+    _run([*args, "-o", str(tmp_path / "two.safetensors")], 2)
+    one, two = _weights(tmp_path / "one.safetensors"), _weights(tmp_path / "two.safetensors")
+    # every rank computes the map from the shared stream's seed: the same map, bit for bit
+    np.testing.assert_array_equal(two["reference_codes"], one["reference_codes"])
+    np.testing.assert_array_equal(two["reference_rows"], one["reference_rows"])
+    for name in one:        # and the networks learn it from the same global batches
+        np.testing.assert_allclose(two[name], one[name], rtol=1e-4, atol=1e-5, err_msg=name)
