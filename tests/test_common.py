@@ -1,5 +1,7 @@
 """scikit-learn's estimator checks on every registered model."""
 
+import importlib.util
+
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import aekit
@@ -12,9 +14,13 @@ MAX_ITER = {"m2": 50}
 
 
 def _instances():
-    return [aekit.get_model(name, hidden_layer_sizes=(16,), max_iter=MAX_ITER.get(name, 10),
-                            random_state=0)
-            for name in aekit.list_models()]
+    models = [aekit.get_model(name, hidden_layer_sizes=(16,), max_iter=MAX_ITER.get(name, 10),
+                              random_state=0)
+              for name in aekit.list_models()]
+    if importlib.util.find_spec("openTSNE"):    # an option that changes transform itself
+        models.append(aekit.get_model("neighbor_ae", embedding="tsne", hidden_layer_sizes=(16,),
+                                      max_iter=10, random_state=0))
+    return models
 
 
 def _expected_failures(estimator):
