@@ -340,16 +340,19 @@ class NeighborAE(AE):
             return super().transform(X)
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
-        rows = self._map_rows(X, lambda x: self._standardize(x).flatten(1).float())
+        rows = self._map_rows(X, self._seen)                               # (n, D')
         return self._place(rows)
 
+    def _seen(self, x: Tensor) -> Tensor:
+        """Rows as the encoder sees them, flattened to float32 ``(B, D')``: what the
+        neighbour search and the t-SNE map are computed on."""
+        return self._standardize(x).flatten(1).float()
+
     def _encoder_inputs(self, x: Tensor) -> np.ndarray:
-        """The rows as the encoder sees them, flattened, as float32 numpy ``(n, D')``."""
-        chunks = []
+        """:meth:`_seen` of all rows ``x`` (on the device), as numpy ``(n, D')``."""
         with torch.no_grad():
-            for i in range(0, x.shape[0], 4096):
-                chunks.append(self._standardize(x[i:i + 4096]).flatten(1).float().cpu())
-        return torch.cat(chunks).numpy()
+            return torch.cat([self._seen(x[i:i + 4096]).cpu()
+                              for i in range(0, x.shape[0], 4096)]).numpy()
 
     def _loss(self, x: Tensor, y: Tensor | None, ctx: FitContext) -> LossTerms:
         if self.embedding == "tsne":
