@@ -286,11 +286,12 @@ class NeighborAE(AE):
         self.n_reference_, self.map_scale_, self.map_seed_ = len(reference), scale, seed
         self.module_.register_buffer("reference_rows",
                                      torch.as_tensor(reference, device=self._device()))
-        self.module_.register_buffer("reference_codes", torch.as_tensor(
-            places / scale, dtype=torch.float32, device=self._device()))
+        mapped = (places / scale).astype(np.float32)                      # (n_train, k)
+        self.module_.register_buffer("reference_codes",
+                                     torch.as_tensor(mapped, device=self._device()))
         self.__dict__["_tsne_reference"] = self._reference_map(affinities)
         codes = np.empty((len(seen), self.n_components), dtype=np.float32)
-        codes[train] = places / scale
+        codes[train] = mapped
         if len(held):
             codes[held] = self._place(seen[held])
         return codes
@@ -388,16 +389,12 @@ class NeighborAE(AE):
 
     def _after_fit(self, x: Tensor) -> None:
         super()._after_fit(x)
-        if self.embedding == "tsne":     # the map itself, not the encoder's copy of it
-            codes = self.module_.reference_codes
-            n = len(codes)
-            idx = torch.arange(N_CODE_POINTS, device=codes.device) * n // N_CODE_POINTS
-            points = codes[idx]                                            # (1024, k)
-        else:
-            n = x.shape[0]
-            # evenly spaced rows: deterministic, and every part of the data represented
-            idx = torch.arange(N_CODE_POINTS, device=x.device) * n // N_CODE_POINTS
-            points = self._encode(x[idx]).float()                          # (1024, k)
+        on_map = self.embedding == "tsne"   # the map itself, not the encoder's copy of it
+        n = self.n_reference_ if on_map else x.shape[0]
+        # evenly spaced rows: deterministic, and every part of the data represented
+        idx = torch.arange(N_CODE_POINTS, device=x.device) * n // N_CODE_POINTS
+        points = (self.module_.reference_codes[idx] if on_map
+                  else self._encode(x[idx]).float())                       # (1024, k)
         # Scott's rule per dimension, over the distinct rows drawn
         spread = points.std(0).clamp_min(1e-6)
         distinct = min(n, N_CODE_POINTS)
