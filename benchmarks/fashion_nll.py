@@ -16,10 +16,12 @@ and finished results go to ``results.jsonl`` there; ``--resume`` continues a sto
 each resumed from the last one's checkpoint (the same run as one fit), and starts no chunk
 that would end past the budget: the model is then evaluated at the epochs it reached, which
 the table reports. Run again with ``--resume``, it goes on from there for another budget.
-``--init-from DIR`` starts every model from the encoder and decoder of the model checkpointed
-in DIR (or saved in a file by ``model.save``) (for example an IWAE trained on from a converged VAE, or a VAE trained on at a lower
-learning rate with a fresh optimizer), given as the model's own networks; its other weights
-(a prior, pseudo-inputs) start as usual. With ``--epochs 0`` the checkpointed model itself is
+``--init-from DIR`` starts every model from the model checkpointed in DIR (or saved in a file
+by ``model.save``). A model of the same class trains on from all of its weights
+(``warm_start=True``, with a fresh optimizer and schedule: a VAE or a two-level VAE trained on
+at a lower learning rate); a model of another class takes its encoder and decoder as its own
+networks, and its other weights (a prior, pseudo-inputs) start as usual (an IWAE trained on
+from a converged VAE). With ``--epochs 0`` the checkpointed model itself is
 evaluated (a checkpoint from another device type included). With ``early_stopping`` in
 ``--params`` the model holds out the same validation rows as the checkpointed run did, when
 both have the same ``random_state`` (the split is drawn on the host, so a GPU run trained on
@@ -188,7 +190,13 @@ def main() -> None:
                         likelihood="bernoulli", binarize="dynamic", max_iter=args.epochs,
                         batch_size=128, n_iter_no_change=args.epochs + 1, random_state=0,
                         verbose=args.verbose)
-        model = aekit.get_model(name, **{**settings, **params, **networks})
+        model = aekit.get_model(name, **{**settings, **params})
+        if source is not None and args.epochs > 0 and type(source) is type(model):
+            # the same model trains on from every weight it has
+            model = source.set_params(**{"device": "auto", **settings, **params},
+                                      warm_start=True)
+        elif networks:
+            model = aekit.get_model(name, **{**settings, **params, **networks})
         ckpt = None if args.checkpoint_dir is None else args.checkpoint_dir / name
         start = time.perf_counter()
         resume = args.resume and ckpt is not None and ckpt.exists()

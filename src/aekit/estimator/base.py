@@ -216,6 +216,16 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         On CUDA, train with deterministic kernels (:func:`aekit.runtime.deterministic_algorithms`):
         a fit repeats and resumes bit for bit; slower, and an operation without a
         deterministic kernel raises. No effect on the CPU, where fits are deterministic.
+    warm_start : bool, default=False
+        Start ``fit`` from the fitted networks rather than new ones (scikit-learn's
+        meaning): every weight and buffer the networks hold carries over (a prior's, the
+        standardisation of the features, a codebook), except what a fit computes afresh
+        from its data (a reference map). The optimizer, the learning-rate schedule and
+        any warm-up start again, and ``history_`` and ``n_iter_`` count this fit's
+        epochs: a fitted (or loaded) model trains on for ``max_iter`` more epochs at the
+        ``learning_rate`` it has now. Networks of another shape (data of another width,
+        a changed ``n_components``) are refused, and a fit that fails leaves the model
+        as it was. Without a fitted model the fit starts afresh.
     """
 
     _parameter_constraints: dict = {
@@ -246,6 +256,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         "binarize": [StrOptions({"none", "dynamic"})],
         "flush_denormal": ["boolean"],
         "deterministic": ["boolean"],
+        "warm_start": ["boolean"],
     }
 
     def __init__(self, n_components=2, *, hidden_layer_sizes=(256, 128), activation="relu",
@@ -255,7 +266,8 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
                  early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=10, tol=1e-4, random_state=None,
                  verbose=0, device="auto", precision="32", on_nan="restore", compile=False,
-                 binarize="none", flush_denormal=True, deterministic=False):
+                 binarize="none", flush_denormal=True, deterministic=False,
+                 warm_start=False):
         self.n_components = n_components
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -283,6 +295,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         self.binarize = binarize
         self.flush_denormal = flush_denormal
         self.deterministic = deterministic
+        self.warm_start = warm_start
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Let a model declare only its own parameters plus ``**kwargs``.
@@ -326,6 +339,10 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     #: fitted attributes beyond the shared ones that model files store (``columns_``: the
     #: column kinds and levels of a mixed table)
     _saved_attributes: ClassVar[tuple[str, ...]] = ("columns_",)
+
+    #: buffers of the networks that each fit computes from its own data (a reference map),
+    #: which ``warm_start`` does not carry over
+    _fit_buffers: ClassVar[tuple[str, ...]] = ()
 
     #: why this model cannot model mixed tables ("" when it can)
     _mixed_unsupported: ClassVar[str] = ""
@@ -515,6 +532,12 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         if resume and checkpoint_dir is None:
             raise InputError("resume=True needs the checkpoint_dir to resume from")
         budget = streaming.memory_budget(memory_budget)
+        # warm_start: the fitted state, to start from and to come back to if this fit fails
+        previous = self._fitted_state() if self.warm_start else {}
+        warm = None
+        if "module_" in previous:
+            warm = {k: v for k, v in previous["module_"].state_dict().items()
+                    if k not in self._fit_buffers}
         self._clear_fitted()            # a refit starts clean; a failed fit leaves it unfitted
         try:
             data = streaming.resolve(X, budget)
@@ -545,9 +568,11 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             fit_model(self, data, targets, device=device, world=world,
                       seed=seed(self.random_state), budget=budget, fingerprint=fingerprint,
                       checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
-                      resume=resume, overwrite=overwrite)
+                      resume=resume, overwrite=overwrite, warm_state=warm)
         except BaseException:
             self._clear_fitted()
+            for attr, value in previous.items():     # a failed warm start keeps the model
+                setattr(self, attr, value)
             raise
         finally:
             self.__dict__.pop("_fit_standardization", None)   # it lives in module_ now
@@ -555,8 +580,12 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             warnings.warn(latent.collapse_message(self), ConvergenceWarning, stacklevel=2)
         return self
 
+    def _fitted_state(self) -> dict[str, Any]:
+        """The fitted attributes by name (``module_`` among them when fitted)."""
+        return {a: v for a, v in vars(self).items() if a.endswith("_") and not a.startswith("_")}
+
     def _clear_fitted(self) -> None:
-        for attr in [a for a in vars(self) if a.endswith("_") and not a.startswith("_")]:
+        for attr in self._fitted_state():
             delattr(self, attr)
         self.__dict__.pop("_compiled_log_likelihood", None)
 

@@ -138,7 +138,7 @@ class StackedAE(AE):
     _streaming_unsupported = "greedy layer-wise pretraining holds every layer's codes in memory"
 
     def _pretrain(self, x: Tensor, y: Tensor | None, ctx: FitContext) -> None:
-        if self.pretrain_max_iter == 0:
+        if self.pretrain_max_iter == 0 or ctx.warm_start:     # warm: the fitted weights
             return
         enc = [m for m in self.module_.encoder if isinstance(m, nn.Linear)]
         dec = [m for m in self.module_.decoder if isinstance(m, nn.Linear)][::-1]

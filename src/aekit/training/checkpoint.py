@@ -51,8 +51,9 @@ CHECKPOINT_NAME = "checkpoint.safetensors"
 #: the lock file a run holds in its checkpoint folder (removed when the run ends)
 LOCK_NAME = ".checkpoint.lock"
 FORMAT = "aekit-checkpoint"
-#: parameters that may change between a run and its resumption.
-RESUMABLE_CHANGES = frozenset({"max_iter", "verbose", "device"})
+#: parameters that may change between a run and its resumption (a resumed run takes every
+#: weight from the checkpoint, so whether it started warm does not matter).
+RESUMABLE_CHANGES = frozenset({"max_iter", "verbose", "device", "warm_start"})
 
 
 @dataclass

@@ -72,6 +72,9 @@ class FitContext:
     shared : dict
         What a model's ``_pretrain`` prepares for its ``_loss`` during this fit (e.g.
         :class:`~aekit.models.neighbor_ae.NeighborAE`'s neighbour table).
+    warm_start : bool
+        The networks take a previous fit's weights after ``_pretrain`` (``warm_start``),
+        so ``_pretrain`` need not initialise any.
     """
 
     device: torch.device
@@ -86,6 +89,7 @@ class FitContext:
     extra_history: dict[str, list[float]] = field(default_factory=dict)
     train_index: Tensor | None = None
     shared: dict[str, Any] = field(default_factory=dict)
+    warm_start: bool = False
 
     @classmethod
     def standalone(cls, generator: torch.Generator, precision: str = "32") -> FitContext:

@@ -50,25 +50,28 @@ PLATEAU_FACTOR, PLATEAU_DECAYS = 0.2, 3
 def fit_model(est: Any, data: Any, targets: Any, *, device: torch.device,
               world: distributed.World, seed: int, budget: int,
               fingerprint: str | None = None, checkpoint_dir: str | None = None,
-              checkpoint_every: int = 1, resume: bool = False, overwrite: bool = False
-              ) -> None:
+              checkpoint_every: int = 1, resume: bool = False, overwrite: bool = False,
+              warm_state: dict[str, Tensor] | None = None) -> None:
     """Build ``est``'s networks and train them on ``data`` (validated rows, or a
     :class:`~aekit.data.sources.Source` to stream), then run its post-fit hook.
 
     ``targets`` are what the model's ``_fit_targets`` returned for ``y`` (None for
     unsupervised models). Sets ``module_``, ``history_``, ``n_iter_`` and ``best_loss_``.
     ``checkpoint_dir`` is held for the run (:func:`~aekit.training.checkpoint.claim`): a
-    fresh run over an existing checkpoint is refused unless ``overwrite``.
+    fresh run over an existing checkpoint is refused unless ``overwrite``. ``warm_state``
+    (``warm_start``): the weights and buffers a previous fit left, which the new networks
+    take after ``_pretrain`` (a checkpoint being resumed replaces them in turn).
     """
     with claim(checkpoint_dir, resume=resume, overwrite=overwrite, main=world.is_main):
         _fit_model(est, data, targets, device=device, world=world, seed=seed, budget=budget,
                    fingerprint=fingerprint, checkpoint_dir=checkpoint_dir,
-                   checkpoint_every=checkpoint_every, resume=resume)
+                   checkpoint_every=checkpoint_every, resume=resume, warm_state=warm_state)
 
 
 def _fit_model(est: Any, data: Any, targets: Any, *, device: torch.device,
                world: distributed.World, seed: int, budget: int, fingerprint: str | None,
-               checkpoint_dir: str | None, checkpoint_every: int, resume: bool) -> None:
+               checkpoint_dir: str | None, checkpoint_every: int, resume: bool,
+               warm_state: dict[str, Tensor] | None = None) -> None:
     seeds = np.random.SeedSequence(seed).generate_state(4)
     # networks are built on the CPU from torch's global CPU generator, seeded inside
     # fork_rng so the caller's state comes back; not torch.manual_seed, which would also
@@ -76,6 +79,8 @@ def _fit_model(est: Any, data: Any, targets: Any, *, device: torch.device,
     with torch.random.fork_rng(devices=[]):
         torch.default_generator.manual_seed(int(seeds[0]))
         module = est._build(est.input_shape_)
+    if warm_state is not None:          # refused before any data work when the shapes differ
+        check_warm_state(est, module, warm_state)
     est.module_ = module.to(device)
     # minibatch order and the validation split: the same on every rank; the model's
     # noise: each rank its own stream. The split is drawn on the host, so one random_state
@@ -85,7 +90,8 @@ def _fit_model(est: Any, data: Any, targets: Any, *, device: torch.device,
         device=device, precision=Precision(est.precision, device),
         generator=torch.Generator(device=device).manual_seed(int(noise_seed)),
         order=torch.Generator(device=device).manual_seed(int(seeds[1])),
-        split=torch.Generator().manual_seed(int(seeds[2])), world=world)
+        split=torch.Generator().manual_seed(int(seeds[2])), world=world,
+        warm_start=warm_state is not None)
 
     def loss(x: Tensor, y: Tensor | None):
         return est._loss(x, y, ctx)
@@ -116,12 +122,31 @@ def _fit_model(est: Any, data: Any, targets: Any, *, device: torch.device,
             deterministic_algorithms(est.deterministic and device.type == "cuda"):
         # what _pretrain draws must be the same on every rank: the shared order stream
         est._pretrain(x, y, dataclasses.replace(ctx, generator=ctx.order))
+        if warm_state is not None:
+            with torch.no_grad():
+                est.module_.load_state_dict(warm_state, strict=False)
         fit_loop(est, x, y, ctx, split, checkpoint_dir=checkpoint_dir,
                  checkpoint_every=checkpoint_every, resume=resume)
         for key, values in ctx.extra_history.items():
             est.history_[key] = values
         with torch.inference_mode():
             est._after_fit(statistics_rows(est, x, ctx))
+
+
+def check_warm_state(est: Any, module: torch.nn.Module, warm: dict[str, Tensor]) -> None:
+    """Refuse (:class:`~aekit.exceptions.InputError`) a ``warm_start`` whose fitted networks
+    do not have the new ones' shapes: the first difference, and what to do."""
+    own = {k: v for k, v in module.state_dict().items() if k not in est._fit_buffers}
+    problems = [f"{k} is new" for k in own if k not in warm]
+    problems += [f"{k} is gone" for k in warm if k not in own]
+    problems += [f"{k} has shape {tuple(own[k].shape)}, was {tuple(warm[k].shape)}"
+                 for k in own if k in warm and own[k].shape != warm[k].shape]
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise InputError(
+            f"warm_start=True: the fitted networks do not fit this data and these parameters: "
+            f"{problems[0]}{more}; keep the data's width and the parameters that shape the "
+            f"networks, or set warm_start=False to train new ones")
 
 
 def statistics_rows(est: Any, x: Any, ctx: FitContext) -> Any:
