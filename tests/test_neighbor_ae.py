@@ -330,6 +330,27 @@ def test_a_resumed_tsne_fit_is_the_uninterrupted_one(digits, tmp_path):
     assert resumed.history_["val_loss"] == full.history_["val_loss"]
 
 
+def test_a_warm_tsne_fit_maps_its_own_rows_with_the_fitted_networks(digits):
+    """warm_start on other rows: the networks carry over, the map and its reference rows
+    are the new fit's own (a model of 250 rows warm-started on 200)."""
+    pytest.importorskip("openTSNE")
+    X, _ = digits
+    model = NeighborAE(**{**TSNE, "max_iter": 3}).fit(X[:250])
+    decoder = {k: v.clone() for k, v in model.module_.decoder.state_dict().items()}
+    model.set_params(warm_start=True, max_iter=1, learning_rate=1e-12)
+    model.fit(X[250:450])
+    assert model.n_reference_ == 200
+    fresh = NeighborAE(**{**TSNE, "max_iter": 1}).fit(X[250:450])
+    for name in ("reference_rows", "likelihood.data_loc", "likelihood.data_scale"):
+        np.testing.assert_array_equal(model.module_.state_dict()[name].numpy(),
+                                      fresh.module_.state_dict()[name].numpy())
+    np.testing.assert_array_equal(model.module_.reference_codes.numpy(),
+                                  fresh.module_.reference_codes.numpy())
+    for name, value in decoder.items():     # a step of 1e-12 leaves the weights in place
+        torch.testing.assert_close(model.module_.decoder.state_dict()[name], value,
+                                   rtol=0, atol=1e-9)
+
+
 def test_a_tsne_map_of_a_mixed_table_with_holes(tsne_fitted):
     pd = pytest.importorskip("pandas")
     rng = np.random.default_rng(0)

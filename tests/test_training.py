@@ -12,6 +12,7 @@ from sklearn.exceptions import ConvergenceWarning
 from torch._inductor.exc import InvalidCxxCompiler
 
 import aekit
+from aekit.exceptions import InputError
 from aekit.runtime import compiled
 from aekit.training.checkpoint import CHECKPOINT_NAME, checkpoint_sha256, checkpoint_weights
 
@@ -440,3 +441,131 @@ def test_the_validation_split_is_drawn_on_the_host_and_a_gpu_checkpoint_of_the_o
     save_file(tensors, str(path), metadata={"aekit": json.dumps(meta)})
     with pytest.raises(ValueError, match="validation rows were drawn on the GPU"):
         aekit.AE(**{**params, "max_iter": 4}).fit(X, checkpoint_dir=tmp_path, resume=True)
+
+
+# ------------------------------------------------------------------ warm_start
+
+
+class _LoopReached(Exception):
+    pass
+
+
+def _labels(name, y):
+    caps = aekit.get_model(name).capabilities
+    return y if caps.conditional or caps.semi_supervised else None
+
+
+@pytest.mark.parametrize("name", aekit.list_models())
+def test_warm_start_hands_the_loop_every_fitted_weight_and_a_failure_keeps_the_model(
+        name, digits, monkeypatch):
+    """The networks the loop is given hold exactly the fitted weights and buffers (a prior,
+    a codebook), except what the fit computes from its data (the standardisation); a warm
+    fit that fails leaves the fitted model as it was."""
+    X, y = digits
+    X, y = X[:400], y[:400]
+    model = aekit.get_model(name, **{**SMALL, "max_iter": 2}).fit(X, _labels(name, y))
+    module, n_iter, history = model.module_, model.n_iter_, model.history_
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    seen = {}
+
+    def loop_entry(est, *args, **kwargs):
+        seen.update({k: v.clone() for k, v in est.module_.state_dict().items()})
+        raise _LoopReached
+
+    monkeypatch.setattr(aekit.training.loop, "fit_loop", loop_entry)
+    model.set_params(warm_start=True, learning_rate=1e-4)
+    with pytest.raises(_LoopReached):
+        model.fit(X, _labels(name, y))
+    carried = list(model._warm_state())
+    assert carried and set(carried) <= set(seen)
+    for key in carried:
+        assert torch.equal(seen[key], before[key]), key
+    assert model.module_ is module and model.n_iter_ == n_iter and model.history_ is history
+    assert_same_weights(before, weights(model))
+
+
+def test_warm_start_trains_on_from_the_fitted_model(digits):
+    X, _ = digits
+    model = aekit.VAE(**{**SMALL, "max_iter": 10}).fit(X)
+    last = model.history_["loss"][-1]
+    cold = aekit.VAE(**{**SMALL, "max_iter": 2}).fit(X)
+    model.set_params(warm_start=True, max_iter=2)
+    assert model.fit(X) is model
+    assert model.n_iter_ == 2 and len(model.history_["loss"]) == 2    # this fit's epochs
+    assert model.history_["loss"][0] < cold.history_["loss"][0] - 5
+    assert abs(model.history_["loss"][0] - last) < 2
+
+
+def test_warm_start_without_a_fitted_model_is_a_fresh_fit(digits):
+    X, _ = digits
+    cold = aekit.VAE(**SMALL).fit(X)
+    warm = aekit.VAE(warm_start=True, **SMALL).fit(X)
+    assert_same_weights(weights(cold), weights(warm))
+    assert history_without_time(cold) == history_without_time(warm)
+
+
+def test_warm_start_trains_a_loaded_model_on(digits, tmp_path):
+    X, _ = digits
+    model = aekit.VAE(**SMALL).fit(X)
+    model.save(tmp_path / "model.aekit")
+    loaded = aekit.load(tmp_path / "model.aekit").set_params(warm_start=True, max_iter=3)
+    again = aekit.VAE(**SMALL).fit(X).set_params(warm_start=True, max_iter=3)
+    assert_same_weights(weights(loaded.fit(X)), weights(again.fit(X)))
+
+
+@pytest.mark.parametrize("change", [{"n_components": 3}, {"hidden_layer_sizes": (16,)},
+                                    {"width": 32}])
+def test_warm_start_refuses_networks_of_another_shape_and_keeps_the_model(digits, change):
+    X, _ = digits
+    model = aekit.VAE(**SMALL).fit(X)
+    before = weights(model)
+    model.set_params(warm_start=True, **{k: v for k, v in change.items() if k != "width"})
+    rows = X[:, :change["width"]] if "width" in change else X   # data of another width
+    with pytest.raises(InputError, match=r"warm_start=True: .* has shape .*, was .*"
+                                               r"warm_start=False"):
+        model.fit(rows)
+    assert_same_weights(before, weights(model))
+    assert model.n_iter_ == SMALL["max_iter"]
+
+
+def test_a_diverging_warm_fit_keeps_the_fitted_model(digits):
+    X, _ = digits
+    model = aekit.AE(**SMALL).fit(X)
+    before, history = weights(model), model.history_
+    model.set_params(warm_start=True, learning_rate=1e12, on_nan="raise")
+    with pytest.raises(aekit.DivergenceError):
+        model.fit(X)
+    assert_same_weights(before, weights(model))
+    assert model.history_ is history
+    np.testing.assert_array_equal(model.transform(X[:5]),
+                                  aekit.AE(**SMALL).fit(X).transform(X[:5]))
+
+
+def test_a_warm_fit_resumes_bit_identically(digits, tmp_path):
+    X, _ = digits
+    start = aekit.VAE(**SMALL).fit(X)
+    start.save(tmp_path / "start.aekit")
+    warm = dict(warm_start=True, learning_rate=3e-4)
+    full = aekit.load(tmp_path / "start.aekit").set_params(max_iter=6, **warm)
+    full.fit(X, checkpoint_dir=tmp_path / "full")
+    aekit.load(tmp_path / "start.aekit").set_params(max_iter=3, **warm).fit(
+        X, checkpoint_dir=tmp_path / "run")            # "interrupted" after 3 epochs
+    # resumed in a new process: the starting model is built again, the checkpoint wins
+    resumed = aekit.load(tmp_path / "start.aekit").set_params(max_iter=6, **warm)
+    resumed.fit(X, checkpoint_dir=tmp_path / "run", resume=True)
+    assert_same_weights(weights(full), weights(resumed))
+    assert history_without_time(full) == history_without_time(resumed)
+
+
+def test_a_warm_stacked_ae_skips_greedy_pretraining(digits, monkeypatch):
+    X, _ = digits
+    model = aekit.get_model("stacked_ae", **{**SMALL, "hidden_layer_sizes": (32, 16)}).fit(X)
+    calls = []
+    original = aekit.models.ae.AE.fit
+    monkeypatch.setattr(aekit.models.ae.AE, "fit",
+                        lambda self, *a, **k: calls.append(type(self).__name__)
+                        or original(self, *a, **k))
+    model.set_params(warm_start=True, max_iter=1).fit(X)
+    assert "_LayerAE" not in calls
+    aekit.get_model("stacked_ae", **{**SMALL, "hidden_layer_sizes": (32, 16)}).fit(X)
+    assert "_LayerAE" in calls          # the probe sees pretraining when it happens

@@ -218,9 +218,9 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         deterministic kernel raises. No effect on the CPU, where fits are deterministic.
     warm_start : bool, default=False
         Start ``fit`` from the fitted networks rather than new ones (scikit-learn's
-        meaning): every weight and buffer the networks hold carries over (a prior's, the
-        standardisation of the features, a codebook), except what a fit computes afresh
-        from its data (a reference map). The optimizer, the learning-rate schedule and
+        meaning): every weight and buffer the networks hold carries over (a prior's, a
+        codebook), except what a fit computes afresh from its data (the features'
+        standardisation, a reference map). The optimizer, the learning-rate schedule and
         any warm-up start again, and ``history_`` and ``n_iter_`` count this fit's
         epochs: a fitted (or loaded) model trains on for ``max_iter`` more epochs at the
         ``learning_rate`` it has now. Networks of another shape (data of another width,
@@ -340,9 +340,16 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     #: column kinds and levels of a mixed table)
     _saved_attributes: ClassVar[tuple[str, ...]] = ("columns_",)
 
-    #: buffers of the networks that each fit computes from its own data (a reference map),
-    #: which ``warm_start`` does not carry over
-    _fit_buffers: ClassVar[tuple[str, ...]] = ()
+    #: buffers of the networks that each fit computes from its own data (by the last part
+    #: of their name: the features' standardisation, a reference map), which
+    #: ``warm_start`` does not carry over
+    _fit_buffers: ClassVar[tuple[str, ...]] = ("data_loc", "data_scale")
+
+    def _warm_state(self) -> dict[str, Tensor]:
+        """What ``warm_start`` carries into the next fit: the fitted networks' state
+        without :attr:`_fit_buffers`."""
+        return {k: v for k, v in self.module_.state_dict().items()
+                if k.rsplit(".", 1)[-1] not in self._fit_buffers}
 
     #: why this model cannot model mixed tables ("" when it can)
     _mixed_unsupported: ClassVar[str] = ""
@@ -534,10 +541,7 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         budget = streaming.memory_budget(memory_budget)
         # warm_start: the fitted state, to start from and to come back to if this fit fails
         previous = self._fitted_state() if self.warm_start else {}
-        warm = None
-        if "module_" in previous:
-            warm = {k: v for k, v in previous["module_"].state_dict().items()
-                    if k not in self._fit_buffers}
+        warm = self._warm_state() if "module_" in previous else None
         self._clear_fitted()            # a refit starts clean; a failed fit leaves it unfitted
         try:
             data = streaming.resolve(X, budget)

@@ -199,7 +199,7 @@ class NeighborAE(AE):
     }
 
     _saved_attributes = (*AE._saved_attributes, "n_reference_", "map_scale_", "map_seed_")
-    _fit_buffers = ("reference_rows", "reference_codes")
+    _fit_buffers = (*AE._fit_buffers, "reference_rows", "reference_codes")
 
     def __init__(self, n_components=2, *, n_neighbors=15, neighbor_weight=1.0,
                  knn_method="auto", embedding="contrastive", perplexity=30.0, **kwargs):
