@@ -17,6 +17,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 import aekit
 from aekit.cli.main import main
@@ -157,6 +158,29 @@ def test_fit_with_toml_config(capsys, tmp_path):
     assert model.transform(aekit.datasets.load("digits", split="test")[0][:4]).shape == (4, 3)
 
 
+def test_fit_warm_start_trains_a_saved_model_on(capsys, vae_file, tmp_path):
+    path, _, _ = vae_file
+    start = aekit.load(path)
+    out_path = tmp_path / "more.safetensors"
+    code, out, err = run(capsys, "fit", "--warm-start", path, "--data", "digits", "-o",
+                         out_path, "--set", "max_iter=2", "--set", "learning_rate=1e-4",
+                         "--set", "random_state=0")
+    assert code == 0, err
+    assert "trained VAE on" in out and "for 2 epochs" in out
+    more = aekit.load(out_path)
+    assert more.n_iter_ == 2 and more.get_params()["warm_start"] is False
+    params = {k: v for k, v in more.get_params().items()
+              if k not in ("max_iter", "learning_rate", "verbose", "random_state")}
+    assert params == {k: start.get_params()[k] for k in params}
+    # the same as training the loaded model on in Python
+    again = start.set_params(warm_start=True, max_iter=2, learning_rate=1e-4, verbose=0,
+                             random_state=0)
+    X, _ = aekit.datasets.load("digits", split="train")
+    again.fit(X)
+    for name, value in again.module_.state_dict().items():
+        assert torch.equal(more.module_.state_dict()[name], value), name
+
+
 # ----------------------------------------------- transform, sample, score
 
 def test_transform_writes_the_codes(capsys, vae_file, tmp_path):
@@ -273,6 +297,20 @@ ERRORS = [
      "cannot read IDX file"),
     ("unknown-split", "fit vae --data digits --split dev -o {o}/m.safetensors",
      "unknown split 'dev'"),
+    ("fit-without-a-model", "fit --data digits -o {o}/m.safetensors",
+     "give the model to train .* or --warm-start MODEL_FILE"),
+    ("warm-start-another-model",
+     "fit vae --warm-start {i}/five.safetensors --data {i}/five.npy -o {o}/m.safetensors",
+     "holds a AE, not a vae"),
+    ("warm-start-another-width",
+     "fit --warm-start {i}/five.safetensors --data digits -o {o}/m.safetensors",
+     r"warm_start=True: .* has shape .*, was .*set warm_start=False"),
+    ("warm-start-missing-file",
+     "fit --warm-start {i}/none.safetensors --data digits -o {o}/m.safetensors",
+     "model file .*none.safetensors' does not exist"),
+    ("warm-start-onto-itself",
+     "fit --warm-start {i}/five.safetensors --data {i}/five.npy -o {i}/five.safetensors",
+     "is the input"),
     ("missing-model-transform", "transform {i}/none.safetensors --data digits -o {o}/z.npy",
      "model file .*none.safetensors' does not exist"),
     ("missing-model-sample", "sample {i}/none.safetensors -o {o}/s.npy",

@@ -80,11 +80,15 @@ def cmd_datasets(args: argparse.Namespace) -> None:
 def cmd_fit(args: argparse.Namespace) -> None:
     checkpoint = args.checkpoint_dir and Path(args.checkpoint_dir) / CHECKPOINT_NAME
     # every output is checked before the data are read, let alone trained on
-    check_output(args.output, ".safetensors", inputs=(args.data, args.config, checkpoint))
+    check_output(args.output, ".safetensors",
+                 inputs=(args.data, args.config, checkpoint, args.warm_start))
     if args.report:
         check_output_folder(args.report, "--report")
     if args.checkpoint_dir:
         check_output_folder(args.checkpoint_dir, "--checkpoint-dir")
+    if args.model is None and args.warm_start is None:
+        raise InputError("give the model to train (see 'aekit models'), or --warm-start "
+                         "MODEL_FILE to train a saved model on")
     params = model_params(args)
     params.setdefault("verbose", 0 if args.quiet else 1)
     if args.precision is not None:
@@ -94,7 +98,15 @@ def cmd_fit(args: argparse.Namespace) -> None:
     if args.overwrite and args.checkpoint_dir is None:
         raise InputError("--overwrite needs --checkpoint-dir (the folder whose checkpoint to "
                          "replace)")
-    model = make_model(args.model, params)
+    start_from = None
+    if args.warm_start is not None:
+        start_from = aekit.load(args.warm_start)
+        if args.model is not None and type(aekit.get_model(args.model)) is not type(start_from):
+            raise InputError(f"--warm-start {args.warm_start!r} holds a "
+                             f"{type(start_from).__name__}, not a {args.model}: leave the model "
+                             "name out, or train a new model without --warm-start")
+        was_warm, params["warm_start"] = start_from.warm_start, True
+    model = make_model(args.model or type(start_from).__name__, params, base=start_from)
     # the checkpoint folder is held from here (fit holds it again inside): another run's
     # checkpoint is refused before the data are read; torchrun's rank 0 holds the lock
     rank0 = int(os.environ.get("RANK", "0")) == 0
@@ -118,6 +130,8 @@ def cmd_fit(args: argparse.Namespace) -> None:
                   checkpoint_every=args.checkpoint_every, resume=args.resume,
                   overwrite=args.overwrite, memory_budget=args.memory_budget)
         model.set_params(columns=declared)
+        if start_from is not None:      # the file keeps the parameter the model had
+            model.set_params(warm_start=was_warm)
 
     if names is not None:           # a table's header: kept in the model file, for outputs
         model.feature_names_in_ = np.asarray(names, dtype=object)
@@ -398,7 +412,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--config", help="TOML file of model parameters")
 
     p = sub.add_parser("fit", help="train a model and save it")
-    model_args(p, "model")
+    model_args(p, "model", model_help="with --warm-start, the file's model")
+    p.add_argument("--warm-start", metavar="MODEL_FILE",
+                   help="train on from the model in this file (its weights and parameters; "
+                   "--set changes parameters, e.g. max_iter and learning_rate)")
     p.add_argument("--precision", choices=["32", "bf16-mixed", "16-mixed"],
                    help="same as --set precision=...")
     p.add_argument("--checkpoint-dir", help="save the training state here (atomically)")

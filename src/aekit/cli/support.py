@@ -77,8 +77,9 @@ def model_params(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def make_model(name: str, params: dict[str, Any], base: Any = None) -> Any:
-    """The model ``name`` (or ``base``, an unfitted model named ``name``) with ``params``
-    set; unknown parameters are refused, naming the valid ones."""
+    """The model ``name`` (or ``base``, a model named ``name``: a fitted one trains on with
+    ``warm_start``) with ``params`` set; unknown parameters are refused, naming the valid
+    ones."""
     model = aekit.get_model(name) if base is None else base
     valid = model.get_params()
     unknown = sorted(set(params) - set(valid))
