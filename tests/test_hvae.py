@@ -183,9 +183,45 @@ def test_the_code_splits_as_asked():
     assert HierarchicalVAE(n_components=5, n_top_components=4)._n_bottom == 1
 
 
+def test_k_training_samples_give_the_importance_weighted_bound_of_both_codes(gated, digits):
+    """The loss with n_train_samples=K is minus log (1/K) sum_k w_k of the hand-written
+    log-weights at the drawn noise, averaged over rows."""
+    model = HierarchicalVAE(**{**gated.get_params(), "n_train_samples": 7})
+    model.__dict__.update({k: v for k, v in vars(gated).items() if k.endswith("_")})
+    x = torch.as_tensor(digits[0][:32])
+    eps = torch.randn(7, 32, model.n_components, generator=torch.Generator().manual_seed(3))
+    ctx = SimpleNamespace(randn=lambda *shape: eps.reshape(shape), epoch=1)
+    with torch.no_grad():
+        terms = model._loss(x, None, ctx)
+        log_w = _hand_log_weights(model, x, eps, gated=True)                 # (K, B)
+    bound = torch.logsumexp(log_w, 0) - math.log(7)
+    assert float(terms.total) == pytest.approx(float(-bound.mean()), rel=1e-5)
+    assert float(terms.terms["neg_elbo"]) == pytest.approx(float(-log_w.mean()), rel=1e-5)
+    assert float(terms.total) <= float(terms.terms["neg_elbo"])
+
+
+def test_an_elbo_fit_trains_on_with_the_weighted_bound(digits):
+    X = digits[0][:400]
+    params = dict(n_components=4, likelihood="bernoulli", **SMALL)
+    model = HierarchicalVAE(kl_schedule="linear", warmup_epochs=3, **params).fit(X)
+    elbo = model.elbo(X[:100]).mean()
+    model.set_params(warm_start=True, n_train_samples=5, kl_schedule="constant", max_iter=3)
+    model.fit(X)
+    assert model.n_iter_ == 3 and "neg_elbo" in model.history_
+    assert all(a <= b for a, b in zip(model.history_["loss"], model.history_["neg_elbo"]))
+    assert np.isfinite(model.score_samples(X[:20])).all()
+    # trained on, not from scratch
+    cold = HierarchicalVAE(n_train_samples=5, **{**params, "max_iter": 3}).fit(X)
+    assert model.history_["loss"][0] < cold.history_["loss"][0]
+    assert model.elbo(X[:100]).mean() > elbo - 1.0
+
+
 @pytest.mark.parametrize("params, message", [
     (dict(n_components=1), "n_components >= 2"),
     (dict(n_components=4, n_top_components=4), "no room for the lower code"),
+    (dict(n_components=4, n_train_samples=5, beta=0.5), r"beta=0.5 cannot apply"),
+    (dict(n_components=4, n_train_samples=5, kl_schedule="linear", free_bits=0.1),
+     r"kl_schedule='linear', free_bits=0.1 cannot apply.*warm_start=True"),
 ])
 def test_a_code_without_two_layers_is_refused(digits, params, message):
     with pytest.raises(InputError, match=message):

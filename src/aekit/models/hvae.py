@@ -33,8 +33,9 @@ from aekit.distributions import log_mean_exp, standard_normal_kl
 from aekit.estimator import BaseAutoencoder, latent
 from aekit.exceptions import InputError
 from aekit.models.beta_vae import BetaVAE
+from aekit.models.iwae import importance_weighted_loss
 from aekit.nn import ACTIVATIONS, mlp
-from aekit.training import FitContext
+from aekit.training import FitContext, LossTerms
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -95,6 +96,12 @@ class HierarchicalVAE(BetaVAE):
     warmup_epochs : int, default=10
     free_bits : float, default=0.0
         As in :class:`aekit.models.beta_vae.BetaVAE`.
+    n_train_samples : int, default=1
+        1 trains on the ELBO. K > 1 trains on the K-sample importance weighted bound over
+        both codes, as :class:`aekit.models.iwae.IWAE` does for one (Burda et al. 2015,
+        whose best models have two stochastic layers); that bound has no KL term to weight,
+        so it needs ``beta=1``, ``kl_schedule="constant"`` and ``free_bits=0``. A model
+        fitted on the ELBO with a warm-up trains on with it through ``warm_start``.
     n_importance_samples : int, default=100
         K for ``score_samples`` and ``elbo``.
     **kwargs
@@ -136,11 +143,14 @@ class HierarchicalVAE(BetaVAE):
     _parameter_constraints = {
         **BetaVAE._parameter_constraints,
         "n_top_components": [Interval(Integral, 1, None, closed="left"), None],
+        "n_train_samples": [Interval(Integral, 1, None, closed="left")],
     }
 
-    def __init__(self, n_components=2, *, n_top_components=None, beta=1.0, **kwargs):
+    def __init__(self, n_components=2, *, n_top_components=None, beta=1.0, n_train_samples=1,
+                 **kwargs):
         super().__init__(n_components, beta=beta, **kwargs)
         self.n_top_components = n_top_components
+        self.n_train_samples = n_train_samples
 
     def _check_hyperparameters(self) -> None:
         super()._check_hyperparameters()
@@ -151,6 +161,16 @@ class HierarchicalVAE(BetaVAE):
             raise InputError(f"n_top_components={self.n_top_components} leaves no room for "
                              f"the lower code: it must be below n_components="
                              f"{self.n_components}")
+        weighted = {"beta": (self.beta, 1), "kl_schedule": (self.kl_schedule, "constant"),
+                    "free_bits": (self.free_bits, 0)}
+        changed = [f"{k}={v!r}" for k, (v, bound) in weighted.items() if v != bound]
+        if self.n_train_samples > 1 and changed:
+            raise InputError(f"n_train_samples={self.n_train_samples} trains on the importance "
+                             f"weighted bound, which has no KL term to weight: "
+                             f"{', '.join(changed)} cannot apply; set beta=1, "
+                             f"kl_schedule='constant' and free_bits=0 (to warm up on the ELBO "
+                             f"first, fit with n_train_samples=1, then train on with "
+                             f"warm_start=True)")
 
     @property
     def _n_top(self) -> int:
@@ -216,6 +236,12 @@ class HierarchicalVAE(BetaVAE):
         kl_top = standard_normal_kl(q2.base_dist)                             # (B, top)
         return recon, torch.cat([kl_bottom, kl_top], dim=-1), {
             "kl_top": kl_top.sum(-1).mean(), "kl_bottom": kl_bottom.sum(-1).mean()}
+
+    def _loss(self, x: Tensor, y: Tensor | None, ctx: FitContext) -> LossTerms:
+        if self.n_train_samples == 1:
+            return super()._loss(x, y, ctx)
+        eps = ctx.randn(self.n_train_samples, len(x), self.n_components)   # (K, B, k)
+        return importance_weighted_loss(self._log_weights(x, eps))
 
     def _on_epoch_end(self, epoch: int, x: Tensor) -> dict[str, Any]:
         # active units (Burda et al.) over the code transform gives: no single Gaussian

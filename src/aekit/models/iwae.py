@@ -24,6 +24,12 @@ from aekit.models.vae import VAE
 from aekit.training import FitContext, LossTerms
 
 
+def importance_weighted_loss(log_w: Tensor) -> LossTerms:
+    """Minus the K-sample importance weighted bound of the log-weights ``(K, B)``, averaged
+    over the batch, with minus the ELBO of the same draws as ``neg_elbo``."""
+    return LossTerms(-log_mean_exp(log_w, dim=0).mean(), {"neg_elbo": -log_w.mean()})
+
+
 @register("iwae")
 class IWAE(VAE):
     """VAE trained on the K-sample importance weighted bound of Burda et al.
@@ -82,6 +88,4 @@ class IWAE(VAE):
 
     def _loss(self, x: Tensor, y: Tensor | None, ctx: FitContext) -> LossTerms:
         eps = ctx.randn(self.n_train_samples, len(x), self.n_components)   # (K, B, k)
-        log_w = self._log_weights(x, eps)                                     # (K, B)
-        bound = log_mean_exp(log_w, dim=0)                                    # (B,)
-        return LossTerms(-bound.mean(), {"neg_elbo": -log_w.mean()})
+        return importance_weighted_loss(self._log_weights(x, eps))           # (K, B) in
