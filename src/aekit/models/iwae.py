@@ -88,4 +88,4 @@ class IWAE(VAE):
 
     def _loss(self, x: Tensor, y: Tensor | None, ctx: FitContext) -> LossTerms:
         eps = ctx.randn(self.n_train_samples, len(x), self.n_components)   # (K, B, k)
-        return importance_weighted_loss(self._log_weights(x, eps))           # (K, B) in
+        return importance_weighted_loss(self._log_weights(x, eps))
