@@ -265,12 +265,21 @@ def test_the_tsne_map_keeps_the_whole_contract(tsne_fitted, digits, digits_test,
     np.testing.assert_array_equal(loaded.sample(20, random_state=0), draws)
 
 
-def test_a_training_row_is_placed_where_the_map_has_it(tsne_fitted, digits):
+def test_a_training_row_gets_its_place_on_the_map(tsne_fitted, digits):
     X, _ = digits
     places = tsne_fitted.module_.reference_codes.numpy()
-    placed = tsne_fitted.transform(X[:300])
-    # its own row is its nearest neighbour, at distance 0: it lands by its place; the map's
-    # standard deviation is 1, and a row's place is far from most others'
+    np.testing.assert_array_equal(tsne_fitted.transform(X[:300]), places)
+    np.testing.assert_array_equal(tsne_fitted.transform(X[[7, 3, 7]]), places[[7, 3, 7]])
+
+
+def test_a_row_near_a_training_row_is_placed_by_its_place(tsne_fitted, digits):
+    X, _ = digits
+    places = tsne_fitted.module_.reference_codes.numpy()
+    nudged = X[:300] + np.float32(1e-3)                    # no longer any training row
+    placed = tsne_fitted.transform(nudged)
+    assert not (placed == places).all(1).any()
+    # its nearest neighbour is its own row, a hair away: it lands by that row's place; the
+    # map's standard deviation is 1, and a row's place is far from most others'
     moved = np.sqrt(((placed - places) ** 2).sum(1))
     to_others = np.sqrt(((places[:, None] - places[None]) ** 2).sum(-1))
     assert np.median(moved) < 0.1 * np.median(to_others), (np.median(moved),

@@ -39,6 +39,7 @@ the training rows (as the encoder sees them) for that.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import math
 import warnings
@@ -72,6 +73,11 @@ EMBEDDINGS = ("contrastive", "tsne")
 #: against 0.812 at openTSNE's settings (BENCHMARKS.md).
 PLACEMENT = {"perplexity": 5, "k": 25, "n_iter": 1500, "learning_rate": 0.5,
              "exaggeration": 1.5, "momentum": 0.8, "max_grad_norm": 0.25}
+
+
+def _row_digest(row: np.ndarray) -> bytes:
+    """A 128-bit digest of one float32 row's bytes, to find training rows among new ones."""
+    return hashlib.blake2b(np.ascontiguousarray(row).tobytes(), digest_size=16).digest()
 
 
 @contextlib.contextmanager
@@ -246,6 +252,7 @@ class NeighborAE(AE):
             raise InputError(f"{type(self).__name__} needs at least 2 training rows to find "
                              f"neighbours; there are {len(train_np)}")
         self.__dict__.pop("_tsne_reference", None)
+        self.__dict__.pop("_reference_index", None)
         if self.embedding == "tsne":
             codes = self._tsne_map(seen, train_np, held_np, seed)           # (n, k)
             ctx.shared["map"] = torch.as_tensor(codes, device=x.device)
@@ -291,6 +298,7 @@ class NeighborAE(AE):
         self.module_.register_buffer("reference_codes",
                                      torch.as_tensor(mapped, device=self._device()))
         self.__dict__["_tsne_reference"] = self._reference_map(affinities)
+        self._training_row(reference[:0])          # the index of the training rows, built now
         codes = np.empty((len(seen), self.n_components), dtype=np.float32)
         codes[train] = mapped
         if len(held):
@@ -335,15 +343,37 @@ class NeighborAE(AE):
             placed = start.optimize(inplace=True, propagate_exception=True, **settings)
         return (np.asarray(placed) / self.map_scale_).astype(np.float32)
 
+    def _training_row(self, rows: np.ndarray) -> np.ndarray:
+        """For each of ``rows`` ``(m, D')`` (as the encoder sees them), the index of the
+        training row on the map it equals, or -1: ``(m,)``."""
+        cached = self.__dict__.get("_reference_index")
+        if cached is None:          # built by the fit, or on first use after a load
+            reference = self.module_.reference_rows.cpu().numpy()         # (n_ref, D')
+            cached = ({_row_digest(r): i for i, r in enumerate(reference)}, reference)
+            self.__dict__["_reference_index"] = cached
+        index, reference = cached
+        found = np.array([index.get(_row_digest(r), -1) for r in rows], dtype=np.int64)
+        hit = found >= 0
+        hit[hit] = (reference[found[hit]] == rows[hit]).all(1)     # equal, not only the digest
+        return np.where(hit, found, -1)
+
     def transform(self, X: Any) -> np.ndarray:
         """Codes of ``X``, ``(n, k)``: the encoder's, or with ``embedding="tsne"`` the rows'
-        places on the training map (:meth:`_place`)."""
+        places on the training map: a training row's own place, any other row placed on
+        the map (:meth:`_place`). So ``fit_transform`` gives the training rows' map, as
+        t-SNE does."""
         if self.embedding != "tsne":
             return super().transform(X)
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
-        rows = self._map_rows(X, self._seen)                               # (n, D')
-        return self._place(rows)
+        rows = np.ascontiguousarray(self._map_rows(X, self._seen), dtype=np.float32)  # (n, D')
+        known = self._training_row(rows)                                    # (n,)
+        codes = np.empty((len(rows), self.n_components), dtype=np.float32)
+        hit = known >= 0
+        codes[hit] = self.module_.reference_codes.cpu().numpy()[known[hit]]
+        if not hit.all():
+            codes[~hit] = self._place(rows[~hit])
+        return codes
 
     def _seen(self, x: Tensor) -> Tensor:
         """Rows as the encoder sees them, flattened to float32 ``(B, D')``: what the
