@@ -192,9 +192,9 @@ def main() -> None:
                         verbose=args.verbose)
         model = aekit.get_model(name, **{**settings, **params})
         if source is not None and args.epochs > 0 and type(source) is type(model):
-            # the same model trains on from every weight it has
-            model = source.set_params(**{"device": "auto", **settings, **params},
-                                      warm_start=True)
+            # the same model trains on from every weight it has, with this run's parameters
+            # (all of them: none of the starting run's, such as its schedule, carries over)
+            model = source.set_params(**{**model.get_params(), "warm_start": True})
         elif networks:
             model = aekit.get_model(name, **{**settings, **params, **networks})
         ckpt = None if args.checkpoint_dir is None else args.checkpoint_dir / name

@@ -155,3 +155,60 @@ def test_checkpointed_model_of_an_early_stopping_run_has_its_best_weights(tmp_pa
     loaded, file_line = starting_model(tmp_path / "model.safetensors", X, {})
     assert file_line == line
     np.testing.assert_array_equal(loaded.score_samples(X[:50]), vae.score_samples(X[:50]))
+
+
+def test_fashion_nll_init_from_a_model_of_the_same_class_trains_it_on_with_this_runs_params(
+        monkeypatch, tmp_path, digits):
+    """--init-from with a model of the class being trained: every weight carries over
+    (warm_start) and the run's own parameters apply, none of the starting run's (its cosine
+    schedule would move a time budget's chunks)."""
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+    import torch
+
+    import aekit
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import fashion_nll
+
+    X = digits[0][:300]
+    start = aekit.get_model("beta_vae", n_components=3, hidden_layer_sizes=(16,), beta=1,
+                            likelihood="bernoulli", max_iter=4, random_state=0,
+                            learning_rate_schedule="cosine", kl_schedule="linear",
+                            warmup_epochs=2).fit(X)
+    start.save(str(tmp_path / "start.safetensors"))
+    monkeypatch.setattr(fashion_nll.aekit.datasets, "load", lambda *a, **k: (X, None))
+    trained = {}
+
+    def score(model, rows, k, random_state):
+        trained["model"] = model
+        return np.zeros(len(rows)), None
+
+    monkeypatch.setattr(fashion_nll, "importance_sampled_log_likelihood", score)
+    monkeypatch.setattr(fashion_nll.aekit.models.beta_vae.BetaVAE, "fit",
+                        _recording_fit(fashion_nll.aekit.models.beta_vae.BetaVAE.fit, trained))
+    monkeypatch.setattr(sys, "argv", [
+        "fashion_nll.py", "--epochs", "3", "--k", "2", "--n-test", "10", "--n-components", "3",
+        "--hidden", "16", "--models", "beta_vae", "--init-from",
+        str(tmp_path / "start.safetensors"), "--time-budget", "600", "--chunk", "1",
+        "--checkpoint-dir", str(tmp_path / "run"), "--params",
+        '{"beta": 1, "kl_schedule": "constant", "learning_rate": 0.0001}'])
+    fashion_nll.main()
+    model = trained["model"]
+    assert model.get_params()["learning_rate_schedule"] == "constant"
+    assert model.get_params()["warm_start"] is True and model.n_iter_ == 3
+    assert "learning_rate" not in model.history_              # no schedule recorded
+    first = trained["first_weights"]                          # the networks chunk 1 began with
+    for name, value in start.module_.state_dict().items():
+        assert torch.equal(first[name], value), name
+
+
+def _recording_fit(fit, record):
+    """``fit`` that records the weights the first training epoch starts from."""
+    def recording(self, *args, **kwargs):
+        if "first_weights" not in record and hasattr(self, "module_"):
+            record["first_weights"] = {k: v.clone() for k, v in self._warm_state().items()}
+        return fit(self, *args, **kwargs)
+    return recording
