@@ -345,10 +345,11 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     #: ``warm_start`` does not carry over
     _fit_buffers: ClassVar[tuple[str, ...]] = ("data_loc", "data_scale")
 
-    def _warm_state(self) -> dict[str, Tensor]:
-        """What ``warm_start`` carries into the next fit: the fitted networks' state
-        without :attr:`_fit_buffers`."""
-        return {k: v for k, v in self.module_.state_dict().items()
+    def _warm_state(self, module: nn.Module | None = None) -> dict[str, Tensor]:
+        """What ``warm_start`` carries into the next fit: the state of ``module`` (default:
+        the fitted networks) without :attr:`_fit_buffers`."""
+        module = self.module_ if module is None else module
+        return {k: v for k, v in module.state_dict().items()
                 if k.rsplit(".", 1)[-1] not in self._fit_buffers}
 
     #: why this model cannot model mixed tables ("" when it can)

@@ -252,7 +252,7 @@ class NeighborAE(AE):
             raise InputError(f"{type(self).__name__} needs at least 2 training rows to find "
                              f"neighbours; there are {len(train_np)}")
         self.__dict__.pop("_tsne_reference", None)
-        self.__dict__.pop("_reference_index", None)
+        self.__dict__.pop("_row_index", None)
         if self.embedding == "tsne":
             codes = self._tsne_map(seen, train_np, held_np, seed)           # (n, k)
             ctx.shared["map"] = torch.as_tensor(codes, device=x.device)
@@ -298,7 +298,7 @@ class NeighborAE(AE):
         self.module_.register_buffer("reference_codes",
                                      torch.as_tensor(mapped, device=self._device()))
         self.__dict__["_tsne_reference"] = self._reference_map(affinities)
-        self._training_row(reference[:0])          # the index of the training rows, built now
+        self._reference_index()                     # built now, not by a later transform
         codes = np.empty((len(seen), self.n_components), dtype=np.float32)
         codes[train] = mapped
         if len(held):
@@ -343,15 +343,20 @@ class NeighborAE(AE):
             placed = start.optimize(inplace=True, propagate_exception=True, **settings)
         return (np.asarray(placed) / self.map_scale_).astype(np.float32)
 
+    def _reference_index(self) -> tuple[dict[bytes, int], np.ndarray]:
+        """Each training row's digest to its index, and the rows ``(n_ref, D')``: built by
+        the fit, or on first use after a load, and kept until the next fit."""
+        cached = self.__dict__.get("_row_index")
+        if cached is None:
+            reference = self.module_.reference_rows.cpu().numpy()         # (n_ref, D')
+            cached = ({_row_digest(r): i for i, r in enumerate(reference)}, reference)
+            self.__dict__["_row_index"] = cached
+        return cached
+
     def _training_row(self, rows: np.ndarray) -> np.ndarray:
         """For each of ``rows`` ``(m, D')`` (as the encoder sees them), the index of the
         training row on the map it equals, or -1: ``(m,)``."""
-        cached = self.__dict__.get("_reference_index")
-        if cached is None:          # built by the fit, or on first use after a load
-            reference = self.module_.reference_rows.cpu().numpy()         # (n_ref, D')
-            cached = ({_row_digest(r): i for i, r in enumerate(reference)}, reference)
-            self.__dict__["_reference_index"] = cached
-        index, reference = cached
+        index, reference = self._reference_index()
         found = np.array([index.get(_row_digest(r), -1) for r in rows], dtype=np.int64)
         hit = found >= 0
         hit[hit] = (reference[found[hit]] == rows[hit]).all(1)     # equal, not only the digest

@@ -136,8 +136,7 @@ def _fit_model(est: Any, data: Any, targets: Any, *, device: torch.device,
 def check_warm_state(est: Any, module: torch.nn.Module, warm: dict[str, Tensor]) -> None:
     """Refuse (:class:`~aekit.exceptions.InputError`) a ``warm_start`` whose fitted networks
     do not have the new ones' shapes: the first difference, and what to do."""
-    own = {k: v for k, v in module.state_dict().items()
-           if k.rsplit(".", 1)[-1] not in est._fit_buffers}
+    own = est._warm_state(module)
     problems = [f"{k} is new" for k in own if k not in warm]
     problems += [f"{k} is gone" for k in warm if k not in own]
     problems += [f"{k} has shape {tuple(own[k].shape)}, was {tuple(warm[k].shape)}"
