@@ -40,6 +40,8 @@ hook                               contract (who calls it, when)
                                    (``Capabilities.importance_weights``)
 ``_conditions(y, n, where)``       condition vectors of labels ``y`` for ``n`` rows
                                    (``Capabilities.conditional``)
+``_warm_state(module)``            what ``warm_start`` carries into a fit: the networks' state
+                                   without ``_fit_buffers`` (fit; the loop checks its shapes)
 ``_default_params()``              each parameter's default by name (a checkpoint written
                                    before a parameter existed resumes at its default)
 =================================  ==============================================================
