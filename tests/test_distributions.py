@@ -12,6 +12,7 @@ from aekit.distributions import (
     diagonal_normal,
     get_likelihood,
     list_likelihoods,
+    normal_mixture_log_prob,
     standard_normal,
 )
 
@@ -154,3 +155,24 @@ def test_log_mean_exp_of_a_row_does_not_depend_on_the_rows_beside_it():
     assert torch.equal(whole, alone) and torch.equal(whole, split)
     torch.testing.assert_close(whole, (log_w.double().exp().mean(0).log()).float(),
                                rtol=1e-6, atol=1e-4)
+
+
+def test_the_expanded_mixture_density_is_the_broadcast_one_at_narrow_and_far_components():
+    """normal_mixture_log_prob against torch's MixtureSameFamily, with components from
+    0.02 to 5 wide and points inside and far outside them (float64 reference)."""
+    from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal
+
+    g = torch.Generator().manual_seed(0)
+    loc = 3 * torch.randn(40, 5, generator=g, dtype=torch.float64)
+    scale = torch.exp(torch.empty(40, 5, dtype=torch.float64).uniform_(
+        math.log(0.02), math.log(5), generator=g))
+    near = loc[torch.randint(40, (50,), generator=g)] + 0.05 * torch.randn(
+        50, 5, generator=g, dtype=torch.float64)
+    z = torch.cat([near, 10 * torch.randn(50, 5, generator=g, dtype=torch.float64)])
+    mixture = MixtureSameFamily(Categorical(logits=torch.zeros(40, dtype=torch.float64)),
+                                Independent(Normal(loc, scale), 1))
+    expected = mixture.log_prob(z)                                           # (100,)
+    got = normal_mixture_log_prob(z.float().reshape(4, 25, 5), loc.float(), scale.float())
+    assert got.shape == (4, 25)
+    np.testing.assert_allclose(got.reshape(-1).double().numpy(), expected.numpy(),
+                               rtol=1e-4, atol=1e-2)

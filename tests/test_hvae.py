@@ -47,8 +47,21 @@ def _first_layer(layer, x, z, gated):
     return torch.relu(pre)
 
 
+def _hand_top_log_prior(model, z2):
+    """log p(z2): N(0, I), or with pseudo-inputs the mixture of their q(z2|u_m), written
+    with torch's MixtureSameFamily (broadcast over the components)."""
+    if not model.n_pseudo_inputs:
+        return (-0.5 * z2**2 - 0.5 * math.log(2 * math.pi)).sum(-1)
+    from torch.distributions import Categorical, Independent, MixtureSameFamily
+
+    u = torch.sigmoid(model.module_.pseudo_inputs)                            # (M, D)
+    components = Independent(_gaussian(model.module_.encoder(u)), 1)
+    uniform = Categorical(logits=torch.zeros(model.n_pseudo_inputs))
+    return MixtureSameFamily(uniform, components).log_prob(z2)
+
+
 def _hand_log_weights(model, x, eps, gated=False):
-    """log p(x|z1,z2) + log p(z1|z2) + log N(z2; 0, I) - log q(z2|x) - log q(z1|x,z2) for a
+    """log p(x|z1,z2) + log p(z1|z2) + log p(z2) - log q(z2|x) - log q(z1|x,z2) for a
     bernoulli model, from its networks; ``eps`` is (K, k) for every row or (K, B, k), z1's
     noise first."""
     m = model.module_
@@ -62,20 +75,27 @@ def _hand_log_weights(model, x, eps, gated=False):
     logits = m.decoder(torch.cat([z1, z2], dim=-1))                           # (K, B, D)
     log_px = -torch.nn.functional.binary_cross_entropy_with_logits(
         logits, x.expand_as(logits), reduction="none").sum(-1)
-    log_pz2 = (-0.5 * z2**2 - 0.5 * math.log(2 * math.pi)).sum(-1)
+    log_pz2 = _hand_top_log_prior(model, z2)
     return (log_px + log_pz2 + p1.log_prob(z1).sum(-1) - q2.log_prob(z2).sum(-1)
             - q1.log_prob(z1).sum(-1))                                        # (K, B)
 
 
-@pytest.mark.parametrize("which", ["relu", "gated"])
-def test_log_weights_are_the_hand_written_joint_over_the_posterior(hvae, gated, digits,
+@pytest.fixture(scope="module")
+def vamp(digits):
+    """A VampPrior of 10 pseudo-inputs on z2."""
+    return HierarchicalVAE(n_components=5, architecture="gated", n_pseudo_inputs=10,
+                           **LIKE_FITTED_VAE).fit(digits[0][:400])
+
+
+@pytest.mark.parametrize("which", ["relu", "gated", "vamp"])
+def test_log_weights_are_the_hand_written_joint_over_the_posterior(hvae, gated, vamp, digits,
                                                                    which):
-    model = hvae if which == "relu" else gated
+    model = {"relu": hvae, "gated": gated, "vamp": vamp}[which]
     x = torch.as_tensor(digits[0][:20])
     eps = torch.randn(7, model.n_components, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         np.testing.assert_allclose(model._log_weights(x, eps).numpy(),
-                                   _hand_log_weights(model, x, eps, which == "gated").numpy(),
+                                   _hand_log_weights(model, x, eps, which != "relu").numpy(),
                                    rtol=1e-5, atol=1e-4)
 
 
@@ -143,6 +163,85 @@ def test_the_loss_terms_are_the_closed_form_kls_at_the_drawn_codes(gated, digits
         q1.log_prob(z1) - p1.log_prob(z1)).sum(-1)
     np.testing.assert_allclose((-recon - log_ratio).numpy(), log_w.numpy(), rtol=1e-5,
                                atol=1e-3)
+
+
+def test_under_a_vampprior_the_upper_kl_is_the_estimate_at_the_drawn_code(vamp, digits):
+    """The loss's upper KL is log q(z2|x) - log p(z2) at the row's own z2 (one column: it
+    has no terms per dimension), and with the reconstruction term it makes up the
+    log-weight of that draw."""
+    x = torch.as_tensor(digits[0][:64])
+    eps = torch.randn(64, vamp.n_components, generator=torch.Generator().manual_seed(2))
+    ctx = SimpleNamespace(randn=lambda *shape: eps.reshape(shape))
+    with torch.no_grad():
+        recon, kl_dims, extra = vamp._recon_and_kl_dims(x, ctx)
+        log_w = _hand_log_weights(vamp, x, eps[None], gated=True)[0]
+        bottom = vamp.n_components - vamp._n_top
+        q2 = _gaussian(vamp.module_.encoder(x))
+        z2 = q2.loc + q2.scale * eps[:, bottom:]
+        kl_top = q2.log_prob(z2).sum(-1) - _hand_top_log_prior(vamp, z2)
+        q1 = _gaussian(vamp.module_.bottom_encoder(x, z2))
+        p1 = _gaussian(vamp.module_.bottom_prior(z2))
+        z1 = q1.loc + q1.scale * eps[:, :bottom]
+        bottom_ratio = (q1.log_prob(z1) - p1.log_prob(z1)).sum(-1)
+    assert kl_dims.shape == (64, bottom + 1)
+    np.testing.assert_allclose(kl_dims[:, -1].numpy(), kl_top.numpy(), rtol=1e-4, atol=1e-3)
+    assert float(extra["kl_top"]) == pytest.approx(float(kl_top.mean()), rel=1e-4)
+    # log w = -recon - [log q(z2|x) - log p(z2)] - [log q(z1|x,z2) - log p(z1|z2)]
+    np.testing.assert_allclose((-recon - kl_dims[:, -1] - bottom_ratio).numpy(),
+                               log_w.numpy(), rtol=1e-5, atol=1e-3)
+
+
+def test_samples_under_a_vampprior_draw_z2_from_a_pseudo_inputs_posterior(vamp):
+    with torch.no_grad():
+        z = vamp._sample_latent(40000, torch.Generator().manual_seed(0))
+        components = _gaussian(vamp.module_.encoder(torch.sigmoid(vamp.module_.pseudo_inputs)))
+    z2 = z[:, vamp.n_components - vamp._n_top:]
+    # the mixture's mean and variance: the components' average, and the law of total
+    # variance
+    mean = components.loc.mean(0)
+    var = (components.scale**2).mean(0) + components.loc.var(0, correction=0)
+    np.testing.assert_allclose(z2.mean(0).numpy(), mean.numpy(), atol=0.03)
+    np.testing.assert_allclose(z2.var(0).numpy(), var.numpy(), rtol=0.05, atol=1e-3)
+    S = vamp.sample(10, random_state=0)
+    assert S.shape == (10, 64)
+    np.testing.assert_array_equal(S, vamp.sample(10, random_state=0))
+
+
+def test_a_vampprior_model_survives_save_and_load_and_scores_its_own_rows(vamp, digits,
+                                                                         tmp_path):
+    X = digits[0][:400]
+    vamp.save(str(tmp_path / "vamp.aekit"))
+    loaded = aekit.load(str(tmp_path / "vamp.aekit"))
+    assert loaded.n_pseudo_inputs == 10
+    np.testing.assert_allclose(loaded.score_samples(X[:10]), vamp.score_samples(X[:10]),
+                               rtol=1e-6)
+    assert loaded.score(X) > vamp.elbo(X).mean()        # the bound is below the estimate
+
+
+def test_a_model_with_the_normal_prior_trains_on_with_a_vampprior(digits, monkeypatch):
+    """warm_start adds the pseudo-inputs: every network carries, the pseudo-inputs start as
+    training rows (as a new fit starts them), and the fit goes on from the fitted model."""
+    X = digits[0][:400]
+    params = dict(n_components=4, likelihood="bernoulli", **{**SMALL, "max_iter": 6})
+    model = HierarchicalVAE(**params).fit(X)
+    before = {k: v.clone() for k, v in model._warm_state().items()}
+    seen = {}
+    real = aekit.training.loop.fit_loop
+
+    def loop_entry(est, *args, **kwargs):
+        seen.update({k: v.clone() for k, v in est.module_.state_dict().items()})
+        return real(est, *args, **kwargs)
+
+    monkeypatch.setattr(aekit.training.loop, "fit_loop", loop_entry)
+    model.set_params(warm_start=True, n_pseudo_inputs=8, max_iter=2).fit(X)
+    for key, value in before.items():
+        assert torch.equal(seen[key], value), key
+    rows = torch.sigmoid(seen["pseudo_inputs"])                               # (8, 64)
+    clipped = torch.as_tensor(X).clamp(0.01, 0.99)
+    nearest = (clipped[:, None] - rows).abs().amax(-1).amin(0)               # (8,)
+    assert float(nearest.max()) < 1e-5                                       # training rows
+    cold = HierarchicalVAE(**{**params, "n_pseudo_inputs": 8, "max_iter": 2}).fit(X)
+    assert model.history_["loss"][0] < cold.history_["loss"][0]
 
 
 def test_codes_are_the_lower_then_the_upper_posterior_mean(gated, digits):
@@ -222,6 +321,7 @@ def test_an_elbo_fit_trains_on_with_the_weighted_bound(digits):
     (dict(n_components=4, n_train_samples=5, beta=0.5), r"beta=0.5 cannot apply"),
     (dict(n_components=4, n_train_samples=5, kl_schedule="linear", free_bits=0.1),
      r"kl_schedule='linear', free_bits=0.1 cannot apply.*warm_start=True"),
+    (dict(n_components=4, n_pseudo_inputs=5, free_bits=0.1), r"free_bits=0.1 needs a KL term"),
 ])
 def test_a_code_without_two_layers_is_refused(digits, params, message):
     with pytest.raises(InputError, match=message):
@@ -318,3 +418,11 @@ def test_a_table_with_categories_and_holes_trains_imputes_and_synthesises():
     assert (filled[observed] == frame[observed]).sum().sum() == observed.sum().sum()
     synthetic = model.sample(20, random_state=0)
     assert list(synthetic.columns) == list(frame.columns) and len(synthetic) == 20
+
+
+def test_a_table_with_categories_is_refused_a_vampprior():
+    from .test_mixed import people
+
+    with pytest.raises(InputError, match="pseudo-inputs are learned continuous rows"):
+        HierarchicalVAE(n_components=4, likelihood="mixed", n_pseudo_inputs=5,
+                        **SMALL).fit(people())

@@ -226,8 +226,9 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         any warm-up start again, and ``history_`` and ``n_iter_`` count this fit's
         epochs: a fitted (or loaded) model trains on for ``max_iter`` more epochs at the
         ``learning_rate`` it has now. Networks of another shape (data of another width,
-        a changed ``n_components``) are refused, and a fit that fails leaves the model
-        as it was. Without a fitted model the fit starts afresh.
+        a changed ``n_components``) are refused, except a part that a parameter adds
+        (``hvae``'s pseudo-inputs), which starts as in a new fit; a fit that fails leaves
+        the model as it was. Without a fitted model the fit starts afresh.
     """
 
     _parameter_constraints: dict = {
@@ -346,6 +347,10 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     #: of their name: the features' standardisation, a reference map), which
     #: ``warm_start`` does not carry over
     _fit_buffers: ClassVar[tuple[str, ...]] = ("data_loc", "data_scale")
+
+    #: parts of the networks (by the last part of their name) that a parameter may add to
+    #: a ``warm_start`` from a model without them; they start as in a new fit
+    _warm_new_parts: ClassVar[tuple[str, ...]] = ()
 
     def _warm_state(self, module: nn.Module | None = None) -> dict[str, Tensor]:
         """What ``warm_start`` carries into the next fit: the state of ``module`` (default:

@@ -8,12 +8,15 @@ Norouzi et al. 2020, arXiv:2004.04795). The generative model is
     p(x, z1, z2) = p(z2) p(z1 | z2) p(x | z1, z2),    p(z2) = N(0, I),
 
 with a Gaussian p(z1 | z2) whose mean and variance a network computes from z2, so the
-prior of the lower code is learned rather than fixed. Inference runs the other way:
+prior of the lower code is learned rather than fixed. With ``n_pseudo_inputs`` the upper
+prior is a VampPrior instead, p(z2) = (1/M) sum_m q(z2 | u_m) over learned pseudo-inputs
+u_m: the "HVAE + VampPrior" of Tomczak & Welling. Inference runs the other way:
 q(z2 | x) q(z1 | x, z2). The code of a row is ``[z1, z2]``: ``n_components`` values of
 which the last ``n_top_components`` are z2.
 
 The loss is the negative ELBO with both KL terms in closed form (the lower one given the
-drawn z2); ``score_samples`` is the importance-sampled log-likelihood with the whole
+drawn z2; the upper one, under a VampPrior, as the single-draw estimate
+log q(z2|x) - log p(z2)); ``score_samples`` is the importance-sampled log-likelihood with the whole
 posterior q(z2|x) q(z1|x,z2) as proposal (Burda et al.).
 """
 
@@ -29,11 +32,12 @@ from torch import Tensor, nn
 from torch.distributions import Distribution, kl_divergence
 
 from aekit._registry import register
-from aekit.distributions import log_mean_exp, standard_normal_kl
+from aekit.distributions import log_mean_exp, normal_mixture_log_prob, standard_normal_kl
 from aekit.estimator import BaseAutoencoder, latent
 from aekit.exceptions import InputError
 from aekit.models.beta_vae import BetaVAE
 from aekit.models.iwae import importance_weighted_loss
+from aekit.models.vamp import pseudo_inputs_in_data_space, seed_pseudo_inputs
 from aekit.nn import ACTIVATIONS, mlp
 from aekit.training import FitContext, LossTerms
 
@@ -74,11 +78,12 @@ def _standard_normal_log_prob(z: Tensor) -> Tensor:
 class HierarchicalVAE(BetaVAE):
     """VAE with two stochastic layers: p(z2) p(z1|z2) p(x|z1,z2), q(z2|x) q(z1|x,z2).
 
-    The upper code z2 has an N(0, I) prior; the lower code z1 has a learned Gaussian prior
-    p(z1 | z2). The decoder sees both codes. ``transform`` gives ``[z1, z2]``: the mean of
-    q(z2|x), then the mean of q(z1|x, z2) at that z2. ``inverse_transform`` decodes such
-    codes; ``sample`` draws z2 from N(0, I) and z1 from p(z1|z2); ``score_samples`` is the
-    importance-sampled log p(x) with ``n_importance_samples`` common draws of both codes.
+    The upper code z2 has an N(0, I) prior, or with ``n_pseudo_inputs`` a VampPrior; the
+    lower code z1 has a learned Gaussian prior p(z1 | z2). The decoder sees both codes.
+    ``transform`` gives ``[z1, z2]``: the mean of q(z2|x), then the mean of q(z1|x, z2) at
+    that z2. ``inverse_transform`` decodes such codes; ``sample`` draws z2 from its prior
+    and z1 from p(z1|z2); ``score_samples`` is the importance-sampled log p(x) with
+    ``n_importance_samples`` common draws of both codes.
     The KL weight can follow the warm-up schedules of :class:`aekit.models.beta_vae.BetaVAE`
     (a warm-up keeps the lower layer from collapsing early; Sønderby et al. 2016,
     arXiv:1602.02282), and ``free_bits`` applies per dimension of both codes.
@@ -95,7 +100,15 @@ class HierarchicalVAE(BetaVAE):
     kl_schedule : {"constant", "linear", "cyclical"}, default="constant"
     warmup_epochs : int, default=10
     free_bits : float, default=0.0
-        As in :class:`aekit.models.beta_vae.BetaVAE`.
+        As in :class:`aekit.models.beta_vae.BetaVAE` (not with ``n_pseudo_inputs``: the
+        VampPrior's KL has no terms per dimension).
+    n_pseudo_inputs : int or None, default=None
+        None gives z2 the N(0, I) prior. M gives it the VampPrior of M learned
+        pseudo-inputs (Tomczak & Welling 2017, whose best MLP models are this two-level
+        VAE with 500 of them), which start as training rows as in
+        :class:`aekit.models.vamp.VampPriorVAE`. Each step then also encodes the M
+        pseudo-inputs. A model fitted with the N(0, I) prior trains on with one through
+        ``warm_start``: the pseudo-inputs start as in a new fit, every network carries.
     n_train_samples : int, default=1
         1 trains on the ELBO. K > 1 trains on the K-sample importance weighted bound over
         both codes, as :class:`aekit.models.iwae.IWAE` does for one (Burda et al. 2015,
@@ -114,11 +127,14 @@ class HierarchicalVAE(BetaVAE):
     module_ : torch.nn.ModuleDict
         ``encoder`` (x to the mean and log-variance of q(z2|x)), ``decoder`` (the code
         ``[z1, z2]`` to p(x|z1,z2)), ``likelihood``, ``bottom_encoder`` (x and z2 to
-        q(z1|x,z2)) and ``bottom_prior`` (z2 to p(z1|z2)).
+        q(z1|x,z2)), ``bottom_prior`` (z2 to p(z1|z2)) and, with ``n_pseudo_inputs``,
+        ``pseudo_inputs`` ``(M, D)``, unconstrained as in
+        :class:`aekit.models.vamp.VampPriorVAE`.
     history_ : dict of str to list
         As :class:`aekit.models.beta_vae.BetaVAE`'s, with ``kl`` the sum of the two KL
-        terms and ``kl_top`` (KL(q(z2|x) || N(0, I))) and ``kl_bottom`` (KL(q(z1|x,z2) ||
-        p(z1|z2)) at the drawn z2) apart, and ``active_units`` over the code ``[z1, z2]``
+        terms and ``kl_top`` (KL(q(z2|x) || p(z2)); a single-draw estimate under a
+        VampPrior) and ``kl_bottom`` (KL(q(z1|x,z2) || p(z1|z2)) at the drawn z2) apart,
+        and ``active_units`` over the code ``[z1, z2]``
         (``transform``'s posterior means; z1's at z2's mean). ``fit`` warns when none is
         active.
     n_iter_ : int
@@ -144,13 +160,24 @@ class HierarchicalVAE(BetaVAE):
         **BetaVAE._parameter_constraints,
         "n_top_components": [Interval(Integral, 1, None, closed="left"), None],
         "n_train_samples": [Interval(Integral, 1, None, closed="left")],
+        "n_pseudo_inputs": [Interval(Integral, 1, None, closed="left"), None],
     }
 
+    #: with a VampPrior: a part of the networks that a warm start from a model without
+    #: one adds, started as a new fit starts it
+    _warm_new_parts = ("pseudo_inputs",)
+
     def __init__(self, n_components=2, *, n_top_components=None, beta=1.0, n_train_samples=1,
-                 **kwargs):
+                 n_pseudo_inputs=None, **kwargs):
         super().__init__(n_components, beta=beta, **kwargs)
         self.n_top_components = n_top_components
         self.n_train_samples = n_train_samples
+        self.n_pseudo_inputs = n_pseudo_inputs
+
+    @property
+    def _mixed_unsupported(self) -> str:
+        return ("with n_pseudo_inputs its pseudo-inputs are learned continuous rows, which a "
+                "table's categorical columns do not have" if self.n_pseudo_inputs else "")
 
     def _check_hyperparameters(self) -> None:
         super()._check_hyperparameters()
@@ -171,6 +198,10 @@ class HierarchicalVAE(BetaVAE):
                              f"kl_schedule='constant' and free_bits=0 (to warm up on the ELBO "
                              f"first, fit with n_train_samples=1, then train on with "
                              f"warm_start=True)")
+        if self.n_pseudo_inputs and self.free_bits > 0:
+            raise InputError(f"free_bits={self.free_bits} needs a KL term per dimension, which "
+                             f"the VampPrior of n_pseudo_inputs={self.n_pseudo_inputs} does "
+                             f"not have; set free_bits=0 (or n_pseudo_inputs=None)")
 
     @property
     def _n_top(self) -> int:
@@ -198,7 +229,15 @@ class HierarchicalVAE(BetaVAE):
                                            2 * bottom, self.activation, gated)
         module.bottom_prior = mlp([top, *reversed(hidden), 2 * bottom], self.activation,
                                   gated=gated)
+        if self.n_pseudo_inputs:    # filled from training rows in _pretrain
+            module.pseudo_inputs = nn.Parameter(
+                torch.zeros(self.n_pseudo_inputs, module.likelihood.n_features))
         return module
+
+    def _pretrain(self, x: Tensor, y: Tensor | None, ctx: FitContext) -> None:
+        super()._pretrain(x, y, ctx)
+        if self.n_pseudo_inputs:
+            seed_pseudo_inputs(self.module_, x, ctx.generator)
 
     # ------------------------------------------------------------ the two layers
     # no one Gaussian over the whole code, as capabilities say: the base's hooks, which
@@ -213,6 +252,18 @@ class HierarchicalVAE(BetaVAE):
     def _bottom_posterior(self, xs: Tensor, z2: Tensor) -> Distribution:
         """q(z1 | x, z2) for standardised rows ``xs`` ``(B, D)`` and z2 ``(..., B, top)``."""
         return self._gaussian(self.module_.bottom_encoder(xs, z2))
+
+    def _top_prior_components(self) -> Distribution:
+        """q(z2 | u_m) at the pseudo-inputs: batch ``(M,)``, event ``(top,)``."""
+        u = pseudo_inputs_in_data_space(self.module_)
+        return self._top_posterior(self._standardize(u))
+
+    def _top_log_prior(self, z2: Tensor) -> Tensor:
+        """log p(z2) for z2 ``(..., top)``: shape ``z2.shape[:-1]``."""
+        if not self.n_pseudo_inputs:
+            return _standard_normal_log_prob(z2)
+        p2 = self._top_prior_components().base_dist
+        return normal_mixture_log_prob(z2, p2.loc, p2.scale)
 
     def _bottom_prior(self, z2: Tensor) -> Distribution:
         """p(z1 | z2) for z2 ``(..., top)``."""
@@ -233,7 +284,10 @@ class HierarchicalVAE(BetaVAE):
         z1 = q1.base_dist.loc + q1.base_dist.scale * eps1                     # (B, bottom)
         recon = -self._decode(torch.cat([z1, z2], dim=-1)).log_prob(x)        # (B,)
         kl_bottom = kl_divergence(q1.base_dist, self._bottom_prior(z2).base_dist)
-        kl_top = standard_normal_kl(q2.base_dist)                             # (B, top)
+        if self.n_pseudo_inputs:    # no closed form: log q(z2|x) - log p(z2) at the draw
+            kl_top = (q2.log_prob(z2) - self._top_log_prior(z2))[:, None]     # (B, 1)
+        else:
+            kl_top = standard_normal_kl(q2.base_dist)                         # (B, top)
         return recon, torch.cat([kl_bottom, kl_top], dim=-1), {
             "kl_top": kl_top.sum(-1).mean(), "kl_bottom": kl_bottom.sum(-1).mean()}
 
@@ -271,7 +325,7 @@ class HierarchicalVAE(BetaVAE):
         q1 = self._bottom_posterior(xs, z2)                                   # (K, B)
         z1 = q1.base_dist.loc + q1.base_dist.scale * eps1                     # (K, B, bottom)
         log_px = self._decode(torch.cat([z1, z2], dim=-1)).log_prob(x)        # (K, B)
-        log_prior = _standard_normal_log_prob(z2) + self._bottom_prior(z2).log_prob(z1)
+        log_prior = self._top_log_prior(z2) + self._bottom_prior(z2).log_prob(z1)
         return log_px + log_prior - q2.log_prob(z2) - q1.log_prob(z1)
 
     def _log_likelihood(self, x: Tensor, eps: Tensor) -> Tensor:
@@ -284,6 +338,10 @@ class HierarchicalVAE(BetaVAE):
         z2 = torch.randn(n_samples, self._n_top, generator=generator)         # (n, top)
         eps1 = torch.randn(n_samples, self._n_bottom, generator=generator)    # (n, bottom)
         device = self._device()
+        if self.n_pseudo_inputs:    # a pseudo-input's posterior, then a draw from it
+            p2 = self._top_prior_components().base_dist
+            m = torch.randint(self.n_pseudo_inputs, (n_samples,), generator=generator)
+            z2 = p2.loc.float().cpu()[m] + p2.scale.float().cpu()[m] * z2
         p1 = self._bottom_prior(z2.to(device)).base_dist
         z1 = p1.loc + p1.scale * eps1.to(device)
         return torch.cat([z1.float(), z2.to(device)], dim=-1)

@@ -30,6 +30,32 @@ from aekit.training import FitContext, LossTerms
 PSEUDO_INPUT_MARGIN = 0.01
 
 
+def _bounded(module: nn.Module) -> bool:
+    """Whether the likelihood models values in [0, 1], where pseudo-inputs are kept."""
+    return module.likelihood.support == (0.0, 1.0)
+
+
+def seed_pseudo_inputs(module: nn.Module, x: Tensor, generator: torch.Generator) -> None:
+    """Start ``module.pseudo_inputs`` ``(M, D)`` as M training rows of ``x`` drawn with
+    ``generator`` (without replacement when there are enough rows); in [0, 1] they are
+    stored as the logits of the rows clipped to :data:`PSEUDO_INPUT_MARGIN`."""
+    n_pseudo = len(module.pseudo_inputs)
+    weights = torch.ones(len(x), device=generator.device)
+    rows = torch.multinomial(weights, n_pseudo, replacement=n_pseudo > len(x),
+                             generator=generator)
+    u = x[rows.to(x.device)]                                                  # (M, D)
+    if _bounded(module):
+        u = torch.logit(u.clamp(PSEUDO_INPUT_MARGIN, 1 - PSEUDO_INPUT_MARGIN))
+    with torch.no_grad():
+        module.pseudo_inputs.copy_(u)
+
+
+def pseudo_inputs_in_data_space(module: nn.Module) -> Tensor:
+    """The pseudo-inputs ``(M, D)`` as rows of data: through a sigmoid in [0, 1]."""
+    u = module.pseudo_inputs
+    return torch.sigmoid(u) if _bounded(module) else u
+
+
 @register("vamp_vae")
 class VampPriorVAE(VAE):
     """VAE whose prior is a uniform mixture of the posteriors of learned pseudo-inputs.
@@ -100,24 +126,11 @@ class VampPriorVAE(VAE):
         module.pseudo_inputs = nn.Parameter(torch.zeros(self.n_pseudo_inputs, n_features))
         return module
 
-    def _bounded(self) -> bool:
-        return self.module_.likelihood.support == (0.0, 1.0)
-
     def _pretrain(self, x: Tensor, y: Tensor | None, ctx: FitContext) -> None:
-        g = ctx.generator
-        weights = torch.ones(len(x), device=g.device)
-        # without replacement when there are enough rows
-        rows = torch.multinomial(weights, self.n_pseudo_inputs,
-                                 replacement=self.n_pseudo_inputs > len(x), generator=g)
-        u = x[rows.to(x.device)]                                              # (M, D)
-        if self._bounded():
-            u = torch.logit(u.clamp(PSEUDO_INPUT_MARGIN, 1 - PSEUDO_INPUT_MARGIN))
-        with torch.no_grad():
-            self.module_.pseudo_inputs.copy_(u)
+        seed_pseudo_inputs(self.module_, x, ctx.generator)
 
     def _pseudo_inputs(self) -> Tensor:
-        u = self.module_.pseudo_inputs                                        # (M, D)
-        return torch.sigmoid(u) if self._bounded() else u
+        return pseudo_inputs_in_data_space(self.module_)
 
     def pseudo_inputs(self) -> np.ndarray:
         """The learned pseudo-inputs u_j in data space, in the input's row shape."""

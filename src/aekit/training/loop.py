@@ -137,7 +137,8 @@ def check_warm_state(est: Any, module: torch.nn.Module, warm: dict[str, Tensor])
     """Refuse (:class:`~aekit.exceptions.InputError`) a ``warm_start`` whose fitted networks
     do not have the new ones' shapes: the first difference, and what to do."""
     own = est._warm_state(module)
-    problems = [f"{k} is new" for k in own if k not in warm]
+    problems = [f"{k} is new" for k in own
+                if k not in warm and k.rsplit(".", 1)[-1] not in est._warm_new_parts]
     problems += [f"{k} is gone" for k in warm if k not in own]
     problems += [f"{k} has shape {tuple(own[k].shape)}, was {tuple(warm[k].shape)}"
                  for k in own if k in warm and own[k].shape != warm[k].shape]
