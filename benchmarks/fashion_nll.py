@@ -216,9 +216,11 @@ def main() -> None:
         eval_s = time.perf_counter() - start
         mean, stderr = float(-np.mean(ll)), float(np.std(ll, ddof=1) / np.sqrt(len(ll)))
         rows.append((type(model).__name__, mean, stderr, fit_s, eval_s, model.n_iter_))
+        val = model.history_.get("val_loss")     # early stopping keeps its best epoch's weights
+        best = {"best_epoch": val.index(min(val)) + 1, "val_loss": min(val)} if val else {}
         append(log, {"name": name, "model": type(model).__name__, "nll": mean,
                      "stderr": stderr, "fit_s": fit_s, "eval_s": eval_s,
-                     "epochs": model.n_iter_, "params": params,
+                     "epochs": model.n_iter_, **best, "params": params,
                      **({"init_from": init_line} if init_line else {}),
                      "budget_stopped": budget_stopped})
         print(f"{name}: NLL {mean:.2f} +- {stderr:.2f} nats; {model.n_iter_} epochs, "

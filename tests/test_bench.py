@@ -212,3 +212,35 @@ def _recording_fit(fit, record):
             record["first_weights"] = {k: v.clone() for k, v in self._warm_state().items()}
         return fit(self, *args, **kwargs)
     return recording
+
+
+def test_fashion_nll_records_the_best_validation_epoch_and_bound(monkeypatch, tmp_path, digits):
+    """An early-stopping run's row in results.jsonl says which epoch's weights were scored
+    and their validation loss."""
+    import json
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import fashion_nll
+
+    X = digits[0][:300]
+    monkeypatch.setattr(fashion_nll.aekit.datasets, "load", lambda *a, **k: (X, None))
+    scored = {}
+
+    def score(model, rows, k, random_state):
+        scored["history"] = model.history_
+        return np.zeros(len(rows)), None
+
+    monkeypatch.setattr(fashion_nll, "importance_sampled_log_likelihood", score)
+    monkeypatch.setattr(sys, "argv", [
+        "fashion_nll.py", "--epochs", "6", "--k", "2", "--n-test", "10", "--n-components", "3",
+        "--hidden", "16", "--models", "vae", "--checkpoint-dir", str(tmp_path), "--params",
+        '{"early_stopping": true, "n_iter_no_change": 100, "learning_rate": 0.05}'])
+    fashion_nll.main()
+    row = json.loads((tmp_path / "results.jsonl").read_text().splitlines()[-1])
+    val = scored["history"]["val_loss"]
+    assert len(val) == row["epochs"] == 6
+    assert row["val_loss"] == min(val) and val[row["best_epoch"] - 1] == min(val)
