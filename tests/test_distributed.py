@@ -28,9 +28,13 @@ def _weights(path):
     return load_file(str(path))
 
 
-@pytest.mark.parametrize("model", ["ae", "vae"])
-def test_two_processes_match_one_process(tmp_path, model):
-    args = ["fit", model, *COMMON, "--set", "max_iter=4"]
+@pytest.mark.parametrize("model, extra", [
+    ("ae", []), ("vae", []),
+    # a VampPrior on z2: its pseudo-inputs are parameters that every rank trains
+    ("hvae", ["--set", "n_components=4", "--set", "n_pseudo_inputs=5"]),
+])
+def test_two_processes_match_one_process(tmp_path, model, extra):
+    args = ["fit", model, *COMMON, *extra, "--set", "max_iter=4"]
     _run([*args, "-o", str(tmp_path / "one.safetensors")], 1)
     _run([*args, "-o", str(tmp_path / "two.safetensors")], 2)
     one, two = _weights(tmp_path / "one.safetensors"), _weights(tmp_path / "two.safetensors")

@@ -172,10 +172,10 @@ class ReadBacks(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
-def _fit_counting(name, X, y, n_rows):
+def _fit_counting(name, X, y, n_rows, **params):
     extra = {"pretrain_max_iter": 0} if name == "stacked_ae" else {}
     model = aekit.get_model(name, hidden_layer_sizes=(8,), max_iter=1, batch_size=32,
-                            random_state=0, device="cpu", **extra)
+                            random_state=0, device="cpu", **extra, **params)
     steps = []
     step = model._train_step
     model._train_step = lambda *a: steps.append(1) or step(*a)
@@ -186,14 +186,17 @@ def _fit_counting(name, X, y, n_rows):
     return counter.calls, len(steps)
 
 
-@pytest.mark.parametrize("name", aekit.list_models())
-def test_a_training_step_reads_the_device_back_once(name, digits):
+@pytest.mark.parametrize("name, params", [
+    *[(name, {}) for name in aekit.list_models()],
+    ("hvae", {"n_components": 4, "n_pseudo_inputs": 5}),       # a VampPrior on z2
+])
+def test_a_training_step_reads_the_device_back_once(name, params, digits):
     """One flag per step (is the loss finite on every rank), computed once: 8 more steps
     cost 8 more reads, whatever the model (VQ-VAE's codebook update and AAE's two
     optimizers included)."""
     X, y = digits
-    few, n_few = _fit_counting(name, X, y, 64)
-    many, n_many = _fit_counting(name, X, y, 320)
+    few, n_few = _fit_counting(name, X, y, 64, **params)
+    many, n_many = _fit_counting(name, X, y, 320, **params)
     assert (n_few, n_many) == (2, 10)
     extra = {k: many[k] - few.get(k, 0) for k in many if many[k] != few.get(k, 0)}
     assert sum(extra.values()) == n_many - n_few, extra
