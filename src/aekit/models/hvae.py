@@ -15,9 +15,9 @@ q(z2 | x) q(z1 | x, z2). The code of a row is ``[z1, z2]``: ``n_components`` val
 which the last ``n_top_components`` are z2.
 
 The loss is the negative ELBO with both KL terms in closed form (the lower one given the
-drawn z2; the upper one, under a VampPrior, as the single-draw estimate
-log q(z2|x) - log p(z2)); ``score_samples`` is the importance-sampled log-likelihood with the whole
-posterior q(z2|x) q(z1|x,z2) as proposal (Burda et al.).
+drawn z2; under a VampPrior the upper one is the single-draw estimate
+log q(z2|x) - log p(z2)); ``score_samples`` is the importance-sampled log-likelihood with
+the whole posterior q(z2|x) q(z1|x,z2) as proposal (Burda et al.).
 """
 
 from __future__ import annotations
