@@ -57,6 +57,8 @@ from results_log import append, open_log  # noqa: E402
 PUBLISHED = {"ae": 0.682, "vae": 0.665, "tsne": 0.783}
 LABELS = {"ae": "AE", "vae": "VAE", "neighbor_ae": "neighbour AE (aekit `neighbor_ae`)",
           "neighbor_ae_tsne": "neighbour AE on a t-SNE map (`neighbor_ae`, `embedding=\"tsne\"`)",
+          "neighbor_ae_tsne_hellinger": "neighbour AE on a t-SNE map of Hellinger distances "
+                                        "(`embedding=\"tsne\"`, `metric=\"hellinger\"`)",
           "pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
 #: the neighbour AE's settings, chosen on the validation split (see BENCHMARKS.md)
 NAE_DEFAULTS = {"batch_size": 512}
@@ -76,16 +78,18 @@ def embed(method: str, X, X_test, args):
     """Training codes, their row indices into X, test codes and the decoded test codes
     (None without a decoder) for one method."""
     rows = np.arange(len(X))
-    if method in ("ae", "vae", "neighbor_ae", "neighbor_ae_tsne"):
+    if method in ("ae", "vae", "neighbor_ae", "neighbor_ae_tsne", "neighbor_ae_tsne_hellinger"):
         settings = dict(n_components=2, hidden_layer_sizes=(512, 256), likelihood="bernoulli",
                         max_iter=args.epochs, batch_size=128, n_iter_no_change=args.epochs + 1,
                         random_state=0)
         if method == "neighbor_ae":
             settings.update(max_iter=args.nae_epochs, n_iter_no_change=args.nae_epochs + 1,
                             **NAE_DEFAULTS, **json.loads(args.nae_params))
-        if method == "neighbor_ae_tsne":    # the AE's settings; the map comes from t-SNE
+        if method.startswith("neighbor_ae_tsne"):   # the AE's settings; the map from t-SNE
             settings["embedding"] = "tsne"
-        model = aekit.get_model(method.removesuffix("_tsne"), **settings).fit(X)
+        if method == "neighbor_ae_tsne_hellinger":
+            settings["metric"] = "hellinger"
+        model = aekit.get_model(method.split("_tsne")[0], **settings).fit(X)
         Z_test = model.transform(X_test)
         return model.transform(X), rows, Z_test, model.inverse_transform(Z_test)
     if method == "pca":
@@ -196,8 +200,10 @@ def write_table(args, results: dict, n_train: int, n_test: int, n_trust: int) ->
         + ("Neighbour AE on a t-SNE map: the AE's network and settings, "
            "`embedding=\"tsne\"` (the training map by openTSNE at its defaults, perplexity "
            "30; new rows placed on it by openTSNE's optimisation against the fixed map, 1500 "
-           "iterations at learning rate 0.5), seed 0. "
-           if "neighbor_ae_tsne" in args.methods.split(",") else "")
+           "iterations at learning rate 0.5), seed 0; of Hellinger distances: the same with "
+           "`metric=\"hellinger\"` (the map, and the placement of new rows, compare the "
+           "square roots of the grey levels of each image divided by their sum). "
+           if any(m.startswith("neighbor_ae_tsne") for m in args.methods.split(",")) else "")
         + "PCA: scikit-learn. UMAP: umap-learn defaults (15 "
         "neighbours, min_dist 0.1), seed 0. All but t-SNE are fitted on the training rows only "
         "and map the test rows with their own `transform`; the 1-NN classifier is fitted on "

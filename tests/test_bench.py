@@ -244,3 +244,31 @@ def test_fashion_nll_records_the_best_validation_epoch_and_bound(monkeypatch, tm
     val = scored["history"]["val_loss"]
     assert len(val) == row["epochs"] == 6
     assert row["val_loss"] == min(val) and val[row["best_epoch"] - 1] == min(val)
+
+
+def test_fashion_2d_runs_the_tsne_map_methods_on_digits(monkeypatch, tmp_path):
+    """Each t-SNE-map method of the 2-D benchmark fits the model it names (the Hellinger one
+    with its metric) and scores it, and the table names both."""
+    pytest.importorskip("openTSNE")
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import fashion_2d
+
+    fitted = []
+    real = fashion_2d.aekit.get_model
+
+    def recording(name, **params):
+        fitted.append((name, params.get("embedding"), params.get("metric", "euclidean")))
+        return real(name, **params)
+
+    monkeypatch.setattr(fashion_2d.aekit, "get_model", recording)
+    out = tmp_path / "B.md"
+    monkeypatch.setattr(sys, "argv", [
+        "fashion_2d.py", "--dataset", "digits", "--epochs", "1", "--trust-n", "200",
+        "--methods", "neighbor_ae_tsne,neighbor_ae_tsne_hellinger", "--write", str(out)])
+    fashion_2d.main()
+    assert fitted == [("neighbor_ae", "tsne", "euclidean"), ("neighbor_ae", "tsne", "hellinger")]
+    table = out.read_text()
+    assert "t-SNE map of Hellinger distances" in table and "not run" not in table

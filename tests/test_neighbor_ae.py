@@ -168,6 +168,51 @@ def test_held_out_rows_find_neighbours_among_training_rows_only(digits):
     assert "val_loss" in model.history_ and "val_neighbors" in model.history_
 
 
+def _table(model, X):
+    """The neighbour table a fit of ``model`` on ``X`` builds, every row a training row."""
+    model.fit(X)
+    ctx = FitContext.standalone(torch.Generator().manual_seed(0))
+    model._pretrain(torch.as_tensor(X), torch.arange(len(X)), ctx)
+    return ctx.shared["neighbors"].numpy()
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine", "hellinger"])
+def test_the_table_follows_the_metric(metric):
+    # rows whose lengths vary 20-fold: Euclidean neighbours are mostly rows of like length,
+    # cosine ones rows of like direction whatever their lengths; Hellinger's square roots
+    # weigh the faint features up
+    rng = np.random.default_rng(0)
+    X = (rng.random((80, 6)) * rng.uniform(0.05, 1.0, (80, 1))).astype(np.float32)
+    table = _table(NeighborAE(n_neighbors=4, metric=metric, knn_method="exact",
+                              likelihood="bernoulli", **{**SMALL, "max_iter": 1}), X)
+    x = X.astype(np.float64)
+    if metric == "euclidean":
+        d = ((x[:, None] - x[None]) ** 2).sum(-1)
+    elif metric == "cosine":
+        u = x / np.linalg.norm(x, axis=1, keepdims=True)
+        d = 1 - u @ u.T
+    else:           # Hellinger between the rows as measures (not normalised)
+        d = np.sqrt(((np.sqrt(x[:, None]) - np.sqrt(x[None])) ** 2).sum(-1) / 2)
+    np.fill_diagonal(d, np.inf)
+    np.testing.assert_array_equal(table, np.argsort(d, axis=1)[:, :4])
+    if metric != "euclidean":       # and it is a different table from the Euclidean one
+        euclidean = ((x[:, None] - x[None]) ** 2).sum(-1)
+        np.fill_diagonal(euclidean, np.inf)
+        assert (table != np.argsort(euclidean, axis=1)[:, :4]).any()
+
+
+def test_hellinger_refuses_negative_rows_and_says_what_to_use():
+    X = np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32)
+    with pytest.raises(InputError, match="metric='hellinger' compares nonnegative rows"):
+        NeighborAE(metric="hellinger", **SMALL).fit(X)
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({"size": np.abs(X[:, 0]), "kind": ["a", "b"] * 20})
+    with pytest.raises(InputError, match="as amounts of one kind"):
+        NeighborAE(metric="hellinger", likelihood="mixed", **SMALL).fit(frame)
+    with pytest.raises(ValueError, match="metric"):
+        NeighborAE(metric="manhattan", **SMALL).fit(np.abs(X))
+
+
 def test_few_rows_lower_n_neighbors_with_a_warning_and_one_row_is_refused():
     X = np.random.default_rng(0).normal(size=(6, 3))
     with pytest.warns(UserWarning, match="n_neighbors=15 lowered to 5"):
@@ -358,6 +403,26 @@ def test_a_warm_tsne_fit_maps_its_own_rows_with_the_fitted_networks(digits):
     for name, value in decoder.items():     # a step of 1e-12 leaves the weights in place
         torch.testing.assert_close(model.module_.decoder.state_dict()[name], value,
                                    rtol=0, atol=1e-9)
+
+
+def test_a_tsne_map_of_hellinger_distances_maps_and_reloads(digits, digits_test, tmp_path):
+    pytest.importorskip("openTSNE")
+    X, _ = digits
+    X_test, _ = digits_test
+    model = NeighborAE(**{**TSNE, "max_iter": 2, "metric": "hellinger"}).fit(X[:300])
+    # the map is made of the rows as Hellinger distance compares them: the grey levels'
+    # square roots (not the standardised rows the encoder sees)
+    np.testing.assert_allclose(model.module_.reference_rows.numpy(), np.sqrt(X[:300]),
+                               rtol=1e-6, atol=1e-7)
+    places = model.module_.reference_codes.numpy()
+    np.testing.assert_array_equal(model.transform(X[:300]), places)
+    codes = model.transform(X_test[:30])
+    assert codes.shape == (30, 2) and np.isfinite(codes).all()
+    path = tmp_path / "hellinger.safetensors"
+    model.save(path)
+    loaded = aekit.load(path)
+    assert loaded.metric == "hellinger"
+    np.testing.assert_array_equal(loaded.transform(X_test[:30]), codes)
 
 
 def test_a_tsne_map_of_a_mixed_table_with_holes(tsne_fitted):
