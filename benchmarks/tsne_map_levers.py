@@ -10,8 +10,15 @@ on the map's places) and trustworthiness (k=5 and k=50, on the 5,000 rows
 ``fashion_2d.py`` uses) against the images.
 
 ``--maps``: ``default`` (perplexity 30, as the model), ``perp50``, ``cosine`` (cosine
-distances), ``exag2`` (exaggeration 2 after the early phase). ``--placements``: JSON list
-of settings over the model's ``PLACEMENT`` (for example ``[{"perplexity": 3}]``). One JSON
+distances), ``exag2`` (exaggeration 2 after the early phase), ``hellinger`` (the map and the
+placement on the square roots of the grey levels, as ``metric="hellinger"``),
+``hellinger_sum1`` (the same after dividing each image by its sum, the Hellinger distance
+between distributions), ``pow0.75`` (on the grey levels to the power 0.75, between
+Euclidean and Hellinger). Trustworthiness is always against
+the grey levels themselves. ``--placements``: JSON list of settings over the model's
+``PLACEMENT`` (for example ``[{"perplexity": 3}]``); ``"start": "nearest"`` starts each new
+image at the place of its nearest training image instead of the median place of its ``k``
+nearest. One JSON
 line per result goes to stdout and, with ``--out``, is appended to that file.
 
 Usage: OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 python benchmarks/tsne_map_levers.py
@@ -26,6 +33,7 @@ import json
 import time
 
 import numpy as np
+from sklearn.neighbors import NearestNeighbors
 
 import aekit
 from aekit.evaluation.array_metrics import knn_accuracy, trustworthiness
@@ -36,7 +44,13 @@ MAPS = {
     "perp50": ({"perplexity": 50}, {}),
     "cosine": ({"perplexity": 30, "metric": "cosine"}, {}),
     "exag2": ({"perplexity": 30}, {"exaggeration": 2}),
+    "hellinger": ({"perplexity": 30}, {}),
+    "hellinger_sum1": ({"perplexity": 30}, {}),
+    "pow0.75": ({"perplexity": 30}, {}),
 }
+#: what each map computes its neighbours on, from the grey levels
+ROWS = {"hellinger": np.sqrt, "hellinger_sum1": lambda x: np.sqrt(x / x.sum(1, keepdims=True)),
+        "pow0.75": lambda x: x ** 0.75}
 DEFAULT_PLACEMENTS = [{}, {"perplexity": 3}, {"perplexity": 2}, {"perplexity": 1, "k": 10},
                       {"exaggeration": 2.5}]
 
@@ -67,21 +81,31 @@ def main() -> None:
             with open(args.out, "a") as f:
                 f.write(line + "\n")
 
-    emit({"pixel_1nn": float(knn_accuracy(X_map, y_map, X_new, y_new))})
+    emit({"pixel_1nn": float(knn_accuracy(X_map, y_map, X_new, y_new)),
+          "sqrt_1nn": float(knn_accuracy(np.sqrt(X_map), y_map, np.sqrt(X_new), y_new))})
     for name in args.maps.split(","):
         affinity, tsne = MAPS[name]
+        as_rows = ROWS.get(name, lambda x: x)
+        R_map, R_new = as_rows(X_map), as_rows(X_new)
         start = time.perf_counter()
-        affinities = openTSNE.affinity.PerplexityBasedNN(X_map, random_state=args.seed,
+        affinities = openTSNE.affinity.PerplexityBasedNN(R_map, random_state=args.seed,
                                                          n_jobs=1, **affinity)
         found = openTSNE.TSNE(n_components=2, random_state=args.seed, n_jobs=1,
-                              **tsne).fit(X_map, affinities=affinities)
+                              **tsne).fit(R_map, affinities=affinities)
         places = np.asarray(found)
+        nearest = None
         emit({"map": name, "seed": args.seed, "map_s": time.perf_counter() - start})
         for change in json.loads(args.placements):
             settings = {**PLACEMENT, **change}
             k, perplexity = settings.pop("k"), settings.pop("perplexity")
             start = time.perf_counter()
-            partial = found.prepare_partial(X_new, initialization="median", k=k,
+            init: object = "median"
+            if settings.pop("start", "median") == "nearest":
+                if nearest is None:         # in the map's own space, exact
+                    nearest = NearestNeighbors(n_neighbors=1).fit(R_map).kneighbors(
+                        R_new, return_distance=False)[:, 0]
+                init = places[nearest].copy()
+            partial = found.prepare_partial(R_new, initialization=init, k=k,
                                             perplexity=perplexity)
             placed = np.asarray(partial.optimize(inplace=True, propagate_exception=True,
                                                  **settings))
