@@ -186,9 +186,10 @@ def write_table(args, results: dict, n_train: int, n_test: int, n_trust: int) ->
              f"the {n_train} training and {n_test} test images")
     tsne_rows = ("all training rows" if args.tsne_train >= n_train else
                  f"a random subset of {args.tsne_train} training rows (seed 0)")
+    t = args.threads
     lines = [
         f"<!-- {section}:start -->",
-        "Command: `OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 NUMBA_NUM_THREADS=1 python "
+        f"Command: `OMP_NUM_THREADS={t} MKL_NUM_THREADS={t} NUMBA_NUM_THREADS={t} python "
         f"benchmarks/fashion_2d.py {' '.join(flags)} --write BENCHMARKS.md`. Machine: "
         f"{args.machine}; torch {torch.__version__}; aekit {aekit.__version__}; "
         f"{time.strftime('%Y-%m-%d')}.", "",
@@ -202,7 +203,7 @@ def write_table(args, results: dict, n_train: int, n_test: int, n_trust: int) ->
            "30; new rows placed on it by openTSNE's optimisation against the fixed map, 1500 "
            "iterations at learning rate 0.5), seed 0; of Hellinger distances: the same with "
            "`metric=\"hellinger\"` (the map, and the placement of new rows, compare the "
-           "square roots of the grey levels of each image divided by their sum). "
+           "square roots of the grey levels). "
            if any(m.startswith("neighbor_ae_tsne") for m in args.methods.split(",")) else "")
         + "PCA: scikit-learn. UMAP: umap-learn defaults (15 "
         "neighbours, min_dist 0.1), seed 0. All but t-SNE are fitted on the training rows only "
