@@ -10,16 +10,15 @@ on the map's places) and trustworthiness (k=5 and k=50, on the 5,000 rows
 ``fashion_2d.py`` uses) against the images.
 
 ``--maps``: ``default`` (perplexity 30, as the model), ``perp50``, ``cosine`` (cosine
-distances), ``exag2`` (exaggeration 2 after the early phase), ``hellinger`` (the map and the
-placement on the square roots of the grey levels, as ``metric="hellinger"``),
+distances), ``exag2`` (exaggeration 2 after the early phase), ``hellinger`` (the map and
+the placement on the square roots of the grey levels, as ``metric="hellinger"``),
 ``hellinger_sum1`` (the same after dividing each image by its sum, the Hellinger distance
 between distributions), ``pow0.75`` (on the grey levels to the power 0.75, between
-Euclidean and Hellinger). Trustworthiness is always against
-the grey levels themselves. ``--placements``: JSON list of settings over the model's
-``PLACEMENT`` (for example ``[{"perplexity": 3}]``); ``"start": "nearest"`` starts each new
-image at the place of its nearest training image instead of the median place of its ``k``
-nearest. One JSON
-line per result goes to stdout and, with ``--out``, is appended to that file.
+Euclidean and Hellinger). Trustworthiness is always against the grey levels themselves.
+``--placements``: JSON list of settings over the model's ``PLACEMENT`` (for example
+``[{"perplexity": 3}]``); ``"start": "nearest"`` starts each new image at the place of its
+nearest training image instead of the median place of its ``k`` nearest. One JSON line per
+result goes to stdout and, with ``--out``, is appended to that file.
 
 Usage: OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 python benchmarks/tsne_map_levers.py
        [--seed 1] [--maps default,perp50] [--placements JSON] [--out FILE]
