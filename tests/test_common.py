@@ -20,6 +20,9 @@ def _instances():
     if importlib.util.find_spec("openTSNE"):    # an option that changes transform itself
         models.append(aekit.get_model("neighbor_ae", embedding="tsne", hidden_layer_sizes=(16,),
                                       max_iter=10, random_state=0))
+    # another neighbour distance ("hellinger" refuses the checks' negative rows by design)
+    models.append(aekit.get_model("neighbor_ae", metric="cosine", hidden_layer_sizes=(16,),
+                                  max_iter=10, random_state=0))
     return models
 
 
