@@ -9,16 +9,27 @@ then places the 10,000 held-out images on it and scores 1-NN accuracy (a classif
 on the map's places) and trustworthiness (k=5 and k=50, on the 5,000 rows
 ``fashion_2d.py`` uses) against the images.
 
-``--maps``: ``default`` (perplexity 30, as the model), ``perp50``, ``cosine`` (cosine
+``--maps``: ``default`` (perplexity 30, as the model), ``perp50``, ``perp15``, ``perp10``,
+``cosine`` (cosine
 distances), ``exag2`` (exaggeration 2 after the early phase), ``hellinger`` (the map and
 the placement on the square roots of the grey levels, as ``metric="hellinger"``),
 ``hellinger_sum1`` (the same after dividing each image by its sum, the Hellinger distance
 between distributions), ``pow0.75`` (on the grey levels to the power 0.75, between
-Euclidean and Hellinger). Trustworthiness is always against the grey levels themselves.
+Euclidean and Hellinger), ``dof0.8`` and ``dof0.6`` (heavier-tailed kernels, Kobak et al.,
+"Heavy-tailed kernels reveal a finer cluster structure in t-SNE visualisations", ECML
+PKDD 2019; new images are placed with the same kernel), ``iter1500`` (1,500 iterations after
+the early phase instead of openTSNE's 500). Trustworthiness is always against the grey
+levels themselves.
 ``--placements``: JSON list of settings over the model's ``PLACEMENT`` (for example
 ``[{"perplexity": 3}]``); ``"start": "nearest"`` starts each new image at the place of its
-nearest training image instead of the median place of its ``k`` nearest. One JSON line per
-result goes to stdout and, with ``--out``, is appended to that file.
+nearest training image instead of the median place of its ``k`` nearest, ``"start":
+"best"`` places it as the model does (``place_on_map``: from the median start and from the
+places of its ``NEAREST_STARTS`` nearest training images, keeping the start of lowest
+t-SNE cost); ``"rows": MAP``
+finds the new images' neighbours (for their affinities and start) on the rows that map
+``MAP`` is computed on (for example ``"hellinger"`` on a ``default`` map), instead of the
+map's own rows. One JSON line per result goes to stdout and, with ``--out``, is appended to
+that file.
 
 Usage: OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 python benchmarks/tsne_map_levers.py
        [--seed 1] [--maps default,perp50] [--placements JSON] [--out FILE]
@@ -36,16 +47,21 @@ from sklearn.neighbors import NearestNeighbors
 
 import aekit
 from aekit.evaluation.array_metrics import knn_accuracy, trustworthiness
-from aekit.models.neighbor_ae import PLACEMENT
+from aekit.models.neighbor_ae import PLACEMENT, place_on_map
 
 MAPS = {
     "default": ({"perplexity": 30}, {}),
     "perp50": ({"perplexity": 50}, {}),
+    "perp15": ({"perplexity": 15}, {}),
+    "perp10": ({"perplexity": 10}, {}),
     "cosine": ({"perplexity": 30, "metric": "cosine"}, {}),
     "exag2": ({"perplexity": 30}, {"exaggeration": 2}),
     "hellinger": ({"perplexity": 30}, {}),
     "hellinger_sum1": ({"perplexity": 30}, {}),
     "pow0.75": ({"perplexity": 30}, {}),
+    "dof0.8": ({"perplexity": 30}, {"dof": 0.8}),
+    "dof0.6": ({"perplexity": 30}, {"dof": 0.6}),
+    "iter1500": ({"perplexity": 30}, {"n_iter": 1500}),
 }
 #: what each map computes its neighbours on, from the grey levels
 ROWS = {"hellinger": np.sqrt, "hellinger_sum1": lambda x: np.sqrt(x / x.sum(1, keepdims=True)),
@@ -80,6 +96,11 @@ def main() -> None:
             with open(args.out, "a") as f:
                 f.write(line + "\n")
 
+    def scores(places: np.ndarray, placed: np.ndarray) -> dict:
+        return {"knn": float(knn_accuracy(places, y_map, placed, y_new)),
+                "trust5": float(trustworthiness(X_new[trust], placed[trust], n_neighbors=5)),
+                "trust50": float(trustworthiness(X_new[trust], placed[trust], n_neighbors=50))}
+
     emit({"pixel_1nn": float(knn_accuracy(X_map, y_map, X_new, y_new)),
           "sqrt_1nn": float(knn_accuracy(np.sqrt(X_map), y_map, np.sqrt(X_new), y_new))})
     for name in args.maps.split(","):
@@ -92,28 +113,44 @@ def main() -> None:
         found = openTSNE.TSNE(n_components=2, random_state=args.seed, n_jobs=1,
                               **tsne).fit(R_map, affinities=affinities)
         places = np.asarray(found)
-        nearest = None
         emit({"map": name, "seed": args.seed, "map_s": time.perf_counter() - start})
+        # placements that find the new rows' neighbours on other rows than the map's: the
+        # same places, with affinities built on those rows (one per kind, kept)
+        on_rows = {name: (found, R_map, R_new)}
+        nearest: dict[str, np.ndarray] = {}
         for change in json.loads(args.placements):
             settings = {**PLACEMENT, **change}
             k, perplexity = settings.pop("k"), settings.pop("perplexity")
+            kind = settings.pop("rows", name)
             start = time.perf_counter()
+            if kind not in on_rows:
+                as_kind = ROWS.get(kind, lambda x: x)
+                K_map = as_kind(X_map)
+                other = openTSNE.affinity.PerplexityBasedNN(
+                    K_map, random_state=args.seed, n_jobs=1, **MAPS[kind][0])
+                on_rows[kind] = (openTSNE.TSNEEmbedding(places, other, random_state=args.seed,
+                                                        **found.gradient_descent_params),
+                                 K_map, as_kind(X_new))
+            reference, K_map, K_new = on_rows[kind]
             init: object = "median"
-            if settings.pop("start", "median") == "nearest":
-                if nearest is None:         # in the map's own space, exact
-                    nearest = NearestNeighbors(n_neighbors=1).fit(R_map).kneighbors(
-                        R_new, return_distance=False)[:, 0]
-                init = places[nearest].copy()
-            partial = found.prepare_partial(R_new, initialization=init, k=k,
-                                            perplexity=perplexity)
+            where = settings.pop("start", "median")
+            if where == "best":                 # the model's own placement
+                placed = place_on_map(reference, K_new, {"k": k, "perplexity": perplexity,
+                                                         **settings})
+                emit({"map": name, "seed": args.seed, "placement": change,
+                      **scores(places, placed), "seconds": time.perf_counter() - start})
+                continue
+            if where == "nearest":
+                if kind not in nearest:     # in the placement's own space, exact
+                    nearest[kind] = NearestNeighbors(n_neighbors=1).fit(K_map).kneighbors(
+                        K_new, return_distance=False)[:, 0]
+                init = places[nearest[kind]].copy()
+            partial = reference.prepare_partial(K_new, initialization=init, k=k,
+                                                perplexity=perplexity)
             placed = np.asarray(partial.optimize(inplace=True, propagate_exception=True,
                                                  **settings))
             emit({"map": name, "seed": args.seed, "placement": change,
-                  "knn": float(knn_accuracy(places, y_map, placed, y_new)),
-                  "trust5": float(trustworthiness(X_new[trust], placed[trust], n_neighbors=5)),
-                  "trust50": float(trustworthiness(X_new[trust], placed[trust],
-                                                   n_neighbors=50)),
-                  "seconds": time.perf_counter() - start})
+                  **scores(places, placed), "seconds": time.perf_counter() - start})
 
 
 if __name__ == "__main__":

@@ -11,7 +11,13 @@ import aekit
 from aekit.data.neighbors import neighbor_table
 from aekit.evaluation.array_metrics import knn_accuracy
 from aekit.exceptions import InputError
-from aekit.models.neighbor_ae import NeighborAE, neighbor_embedding_loss
+from aekit.models.neighbor_ae import (
+    PLACEMENT,
+    NeighborAE,
+    neighbor_embedding_loss,
+    place_on_map,
+    placement_cost,
+)
 from aekit.training import FitContext
 
 from .conftest import SMALL
@@ -329,6 +335,41 @@ def test_a_row_near_a_training_row_is_placed_by_its_place(tsne_fitted, digits):
     to_others = np.sqrt(((places[:, None] - places[None]) ** 2).sum(-1))
     assert np.median(moved) < 0.1 * np.median(to_others), (np.median(moved),
                                                            np.median(to_others))
+
+
+@pytest.mark.parametrize("dof", [1.0, 0.6])
+def test_the_placement_cost_matches_a_hand_computation(dof):
+    import scipy.sparse as sp
+
+    places = np.array([[0.0, 0.0], [2.0, 0.0], [0.0, -1.0], [5.0, 5.0]])
+    placed = np.array([[0.5, 0.0], [4.0, 4.0]])
+    P = sp.csr_matrix([[0.7, 0.3, 0.0, 0.0], [0.0, 0.0, 0.25, 0.75]])
+    w = lambda a, b: (1.0 + ((a - b) ** 2).sum() / dof) ** -dof  # noqa: E731
+    expected = []
+    for i in range(2):
+        norm = sum(w(placed[i], r) for r in places)
+        expected.append(sum(p * math.log(p / (w(placed[i], places[j]) / norm))
+                            for j, p in enumerate(P.toarray()[i]) if p > 0))
+    np.testing.assert_allclose(placement_cost(placed, P, places, dof), expected, rtol=1e-6)
+
+
+def test_each_new_row_keeps_its_placement_of_lowest_cost(tsne_fitted, digits_test):
+    X_test, _ = digits_test
+    reference = tsne_fitted._reference_map()
+    X_new = tsne_fitted._validate_X(X_test[:120], reset=False)
+    rows = np.ascontiguousarray(tsne_fitted._map_rows(X_new, tsne_fitted._seen))
+    P = reference.prepare_partial(rows, initialization="median", k=PLACEMENT["k"],
+                                  perplexity=PLACEMENT["perplexity"]).P
+    places = np.asarray(reference)
+    median = place_on_map(reference, rows, nearest_starts=0)     # openTSNE's one start
+    best = place_on_map(reference, rows)
+    single, chosen = placement_cost(median, P, places), placement_cost(best, P, places)
+    # the median start is one of the candidates, so no row's cost rises, and the nearest
+    # training rows' places give some rows a lower one
+    assert (chosen <= single + 1e-9).all()
+    assert (chosen < single - 1e-3).any(), np.sort(single - chosen)[-5:]
+    np.testing.assert_array_equal(tsne_fitted._place(rows),
+                                  (best / tsne_fitted.map_scale_).astype(np.float32))
 
 
 def test_the_tsne_map_keeps_neighbours_of_new_rows(digits, digits_test):
