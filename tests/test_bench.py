@@ -272,3 +272,33 @@ def test_fashion_2d_runs_the_tsne_map_methods_on_digits(monkeypatch, tmp_path):
     assert fitted == [("neighbor_ae", "tsne", "euclidean"), ("neighbor_ae", "tsne", "hellinger")]
     table = out.read_text()
     assert "t-SNE map of Hellinger distances" in table and "not run" not in table
+
+
+def test_tsne_map_levers_scores_each_placement_and_the_models_costs_least(monkeypatch,
+                                                                           tmp_path):
+    """The map-levers probe runs on a small set (digits in place of Fashion-MNIST): one line
+    per map and placement, and the model's own placement (several starts, lowest t-SNE
+    cost) costs no more than the median start alone, which is one of its candidates."""
+    pytest.importorskip("openTSNE")
+    import json
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import tsne_map_levers
+
+    digits = tsne_map_levers.aekit.datasets.load("digits", split="train")
+    monkeypatch.setattr(tsne_map_levers.aekit.datasets, "load", lambda *a, **k: digits)
+    out = tmp_path / "levers.jsonl"
+    placements = [{}, {"start": "best"}, {"rows": "hellinger", "start": "nearest", "n_iter": 20}]
+    monkeypatch.setattr(sys, "argv", [
+        "tsne_map_levers.py", "--maps", "default", "--n-map", "400", "--n-new", "150",
+        "--placements", json.dumps(placements), "--out", str(out)])
+    tsne_map_levers.main()
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r.get("map") for r in rows] == [None, "default", "default", "default", "default"]
+    scored = {json.dumps(r["placement"]): r for r in rows[2:]}
+    assert list(scored) == [json.dumps(p) for p in placements]
+    for r in scored.values():
+        assert 0.5 < r["knn"] <= 1 and 0.8 < r["trust5"] <= 1 and r["cost"] > 0, r
+    assert scored['{"start": "best"}']["cost"] <= scored["{}"]["cost"] + 1e-9
