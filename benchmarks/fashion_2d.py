@@ -19,13 +19,15 @@ there and ``--resume`` skips it.
 Networks: MLP D-512-256-2, Bernoulli decoder on the grey levels, Adam 1e-3, seed 0; AE and
 VAE batch 128, the neighbour AE its own settings (``--nae-params``); ``neighbor_ae_tsne`` is
 the neighbour AE with ``embedding="tsne"`` at the AE's settings (a t-SNE map of the training
-rows by openTSNE, which the decoder learns to decode; new rows are placed on the map).
+rows by openTSNE, which the decoder learns to decode; new rows are placed on the map), with
+``--tsne-params`` over the model's own.
 
 Run with one thread on a shared machine:
 ``OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 NUMBA_NUM_THREADS=1 nice -n 5 python benchmarks/fashion_2d.py``
 
 Usage: python benchmarks/fashion_2d.py [--dataset fashion-mnist] [--epochs 30]
-       [--nae-epochs 100] [--nae-params JSON] [--tsne-train 60000] [--trust-n 5000]
+       [--nae-epochs 100] [--nae-params JSON] [--tsne-params JSON] [--tsne-train 60000]
+       [--trust-n 5000]
        [--threads 1] [--methods ae,vae,neighbor_ae,pca,tsne,umap] [--validation]
        [--checkpoint-dir DIR [--resume]] [--write BENCHMARKS.md]
 """
@@ -86,7 +88,7 @@ def embed(method: str, X, X_test, args):
             settings.update(max_iter=args.nae_epochs, n_iter_no_change=args.nae_epochs + 1,
                             **NAE_DEFAULTS, **json.loads(args.nae_params))
         if method.startswith("neighbor_ae_tsne"):   # the AE's settings; the map from t-SNE
-            settings["embedding"] = "tsne"
+            settings.update(embedding="tsne", **json.loads(args.tsne_params))
         if method == "neighbor_ae_tsne_hellinger":
             settings["metric"] = "hellinger"
         model = aekit.get_model(method.split("_tsne")[0], **settings).fit(X)
@@ -129,6 +131,9 @@ def main() -> None:
     ap.add_argument("--dataset", default="fashion-mnist", choices=["fashion-mnist", "digits"])
     ap.add_argument("--epochs", type=int, default=30, help="AE and VAE epochs")
     ap.add_argument("--nae-epochs", type=int, default=100, help="neighbour AE epochs")
+    ap.add_argument("--tsne-params", default="{}",
+                    help="JSON parameters over those of the t-SNE-map methods (for example "
+                         '\'{"map_iter": 1500}\')')
     ap.add_argument("--nae-params", default="{}",
                     help="neighbour AE parameters over the defaults, JSON")
     ap.add_argument("--tsne-train", type=int, default=60000,
@@ -177,6 +182,8 @@ def write_table(args, results: dict, n_train: int, n_test: int, n_trust: int) ->
     flags += [f"--epochs {args.epochs}", f"--nae-epochs {args.nae_epochs}"]
     if args.nae_params != "{}":
         flags.append(f"--nae-params {shlex.quote(args.nae_params)}")
+    if args.tsne_params != "{}":
+        flags.append(f"--tsne-params {shlex.quote(args.tsne_params)}")
     flags += [f"--tsne-train {args.tsne_train}", f"--trust-n {args.trust_n}",
               f"--threads {args.threads}", f"--methods {args.methods}"]
     flags += ["--validation"] if args.validation else []

@@ -466,6 +466,41 @@ def test_a_tsne_map_of_hellinger_distances_maps_and_reloads(digits, digits_test,
     np.testing.assert_array_equal(loaded.transform(X_test[:30]), codes)
 
 
+def test_the_maps_iterations_and_kernel_reach_openTSNE_and_the_file(digits, digits_test,
+                                                                    tmp_path, monkeypatch):
+    openTSNE = pytest.importorskip("openTSNE")
+    from .test_io import _rewrite
+
+    X, _ = digits
+    X_test, _ = digits_test
+    asked = []
+
+    class Recording(openTSNE.TSNE):
+        def __init__(self, **kwargs):
+            asked.append(kwargs)
+            super().__init__(**kwargs)
+
+    monkeypatch.setattr(openTSNE, "TSNE", Recording)
+    model = NeighborAE(**{**TSNE, "max_iter": 2, "map_iter": 60, "dof": 0.6}).fit(X[:200])
+    assert [(a["n_iter"], a["dof"]) for a in asked] == [(60, 0.6)]
+    assert model._reference_map().gradient_descent_params["dof"] == 0.6   # new rows too
+    codes = model.transform(X_test[:30])
+    path = tmp_path / "dof.safetensors"
+    model.save(path)
+    loaded = aekit.load(path)
+    assert (loaded.map_iter, loaded.dof) == (60, 0.6)
+    assert loaded._reference_map().gradient_descent_params["dof"] == 0.6
+    np.testing.assert_array_equal(loaded.transform(X_test[:30]), codes)
+    # a file written before these parameters existed was made with openTSNE's 500
+    # iterations and t-SNE's own kernel, whatever the defaults are now
+    meta = _rewrite(path)
+    del meta["params"]["map_iter"], meta["params"]["dof"]
+    _rewrite(path, meta=meta)
+    old = aekit.load(path)
+    assert (old.map_iter, old.dof) == (500, 1.0)
+    assert old._reference_map().gradient_descent_params["dof"] == 1.0
+
+
 def test_a_tsne_map_of_a_mixed_table_with_holes(tsne_fitted):
     pd = pytest.importorskip("pandas")
     rng = np.random.default_rng(0)

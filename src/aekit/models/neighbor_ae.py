@@ -45,7 +45,7 @@ import math
 import warnings
 from collections.abc import Iterator
 from numbers import Integral, Real
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -80,6 +80,9 @@ METRICS = ("euclidean", "cosine", "hellinger")
 #: against 0.812 at openTSNE's settings (BENCHMARKS.md).
 PLACEMENT = {"perplexity": 5, "k": 25, "n_iter": 1500, "learning_rate": 0.5,
              "exaggeration": 1.5, "momentum": 0.8, "max_grad_norm": 0.25}
+
+#: The t-SNE map's iterations after its early phase, and its kernel's degrees of freedom.
+MAP_ITER, DOF = 500, 1.0
 
 #: More starts for each new row: the places of its ``NEAREST_STARTS`` nearest training rows,
 #: each refined by ``NEAREST_REFINE`` (with ``PLACEMENT``'s other settings). A row's t-SNE
@@ -267,6 +270,16 @@ class NeighborAE(AE):
         neighbours as t-SNE does.
     perplexity : float, default=30.0
         The t-SNE perplexity of the training map (``embedding="tsne"`` only).
+    map_iter : int, default=500
+        Iterations of the t-SNE map after its early-exaggeration phase (openTSNE's
+        ``n_iter``; ``embedding="tsne"`` only). More iterations converge the map further,
+        and its time grows with them.
+    dof : float, default=1.0
+        Degrees of freedom of the map's kernel w(d) = (1 + d^2 / dof)^-dof (Kobak, Linderman,
+        Steinerberger, Kluger & Berens, "Heavy-tailed kernels reveal a finer cluster
+        structure in t-SNE visualisations", ECML PKDD 2019): 1 is t-SNE's Cauchy kernel,
+        below 1 heavier tails separate clusters further (``embedding="tsne"`` only). New
+        rows are placed with the same kernel.
     metric : {"euclidean", "cosine", "hellinger"}, default="euclidean"
         How rows are compared to find neighbours, for the neighbour table, the t-SNE map
         and the placement of new rows. ``"euclidean"``: the rows as the encoder sees them
@@ -322,14 +335,17 @@ class NeighborAE(AE):
         "embedding": [StrOptions(set(EMBEDDINGS))],
         "perplexity": [Interval(Real, 0, None, closed="neither")],
         "metric": [StrOptions(set(METRICS))],
+        "map_iter": [Interval(Integral, 1, None, closed="left")],
+        "dof": [Interval(Real, 0, None, closed="neither")],
     }
+    _params_before: ClassVar[dict[str, Any]] = {"map_iter": 500, "dof": 1.0}
 
     _saved_attributes = (*AE._saved_attributes, "n_reference_", "map_scale_", "map_seed_")
     _fit_buffers = (*AE._fit_buffers, "reference_rows", "reference_codes")
 
     def __init__(self, n_components=2, *, n_neighbors=15, neighbor_weight=1.0,
                  knn_method="auto", embedding="contrastive", perplexity=30.0,
-                 metric="euclidean", **kwargs):
+                 metric="euclidean", map_iter=MAP_ITER, dof=DOF, **kwargs):
         super().__init__(n_components, **kwargs)
         self.n_neighbors = n_neighbors
         self.neighbor_weight = neighbor_weight
@@ -337,6 +353,8 @@ class NeighborAE(AE):
         self.embedding = embedding
         self.perplexity = perplexity
         self.metric = metric
+        self.map_iter = map_iter
+        self.dof = dof
 
     @property
     def _mixed_unsupported(self) -> str:
@@ -412,8 +430,9 @@ class NeighborAE(AE):
                              f"{len(reference)}")
         affinities = self._affinities(reference, seed)
         with _quiet():
-            found = openTSNE.TSNE(n_components=self.n_components, random_state=seed,
-                                  n_jobs=1, verbose=False).fit(reference, affinities=affinities)
+            found = openTSNE.TSNE(n_components=self.n_components, n_iter=self.map_iter,
+                                  dof=self.dof, random_state=seed, n_jobs=1,
+                                  verbose=False).fit(reference, affinities=affinities)
         places = np.asarray(found, dtype=np.float64)
         # centred as openTSNE centres a map before placing new points on it, so its own
         # placement never moves the reference
@@ -453,8 +472,8 @@ class NeighborAE(AE):
             if affinities is None:
                 affinities = self._affinities(module.reference_rows.cpu().numpy(),
                                               self.map_seed_)
-            reference = openTSNE.TSNEEmbedding(places, affinities, random_state=self.map_seed_,
-                                               n_jobs=1)
+            reference = openTSNE.TSNEEmbedding(places, affinities, dof=self.dof,
+                                               random_state=self.map_seed_, n_jobs=1)
         self.__dict__["_tsne_reference"] = reference
         return reference
 
