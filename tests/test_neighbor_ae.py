@@ -492,7 +492,8 @@ def test_the_maps_iterations_and_kernel_reach_openTSNE_and_the_file(digits, digi
     assert loaded._reference_map().gradient_descent_params["dof"] == 0.6
     np.testing.assert_array_equal(loaded.transform(X_test[:30]), codes)
     # a file written before these parameters existed was made with openTSNE's 500
-    # iterations and t-SNE's own kernel, whatever the defaults are now
+    # iterations and t-SNE's own kernel, and loads so (its defaults: a change of them needs
+    # a rule for such files)
     meta = _rewrite(path)
     del meta["params"]["map_iter"], meta["params"]["dof"]
     _rewrite(path, meta=meta)
