@@ -207,8 +207,12 @@ def write_table(args, results: dict, n_train: int, n_test: int, n_trust: int) ->
         "neighbor_weight 1), seed 0. "
         + ("Neighbour AE on a t-SNE map: the AE's network and settings, "
            "`embedding=\"tsne\"` (the training map by openTSNE at its defaults, perplexity "
-           "30; new rows placed on it by openTSNE's optimisation against the fixed map, 1500 "
-           "iterations at learning rate 0.5), seed 0; of Hellinger distances: the same with "
+           "30"
+           + (f", with {json.dumps(json.loads(args.tsne_params))} over the model's parameters"
+              if args.tsne_params != "{}" else "")
+           + "; each new row placed on it by optimising its t-SNE cost against the fixed "
+           "map from four starts, keeping the lowest), seed 0; of Hellinger distances: the "
+           "same with "
            "`metric=\"hellinger\"` (the map, and the placement of new rows, compare the "
            "square roots of the grey levels). "
            if any(m.startswith("neighbor_ae_tsne") for m in args.methods.split(",")) else "")
