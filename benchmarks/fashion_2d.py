@@ -10,7 +10,7 @@ the test images, on one fixed random subset of test rows (``--trust-n``, seed 0)
 for every method. Reconstruction: mean squared error per pixel of the decoded test codes,
 for the methods with a decoder (PCA's is its linear inverse).
 
-``--validation`` tunes without the test set: the last 10,000 rows of a fixed permutation of
+``--validation`` tunes without the test set: the first 10,000 rows of a fixed permutation of
 the training images (seed 0) play the test rows and the rest are the training rows.
 ``--dataset digits`` runs the same on scikit-learn's 8x8 digits (1437 training and 360 test
 rows, offline). With ``--checkpoint-dir`` each finished method goes to ``results.jsonl``
@@ -49,6 +49,7 @@ from sklearn.manifold import TSNE
 import aekit
 from aekit.evaluation.array_metrics import knn_accuracy, trustworthiness
 from aekit.evaluation.quick_bench import machine_description, update_section
+from aekit.models.neighbor_ae import NEAREST_STARTS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_log import append, open_log  # noqa: E402
@@ -211,7 +212,8 @@ def write_table(args, results: dict, n_train: int, n_test: int, n_trust: int) ->
            + (f", with {json.dumps(json.loads(args.tsne_params))} over the model's parameters"
               if args.tsne_params != "{}" else "")
            + "; each new row placed on it by optimising its t-SNE cost against the fixed "
-           "map from four starts, keeping the lowest), seed 0; of Hellinger distances: the "
+           f"map from {NEAREST_STARTS + 1} starts, keeping the lowest), seed 0; of Hellinger "
+           "distances: the "
            "same with "
            "`metric=\"hellinger\"` (the map, and the placement of new rows, compare the "
            "square roots of the grey levels). "

@@ -73,8 +73,9 @@ EMBEDDINGS = ("contrastive", "tsne")
 METRICS = ("euclidean", "cosine", "hellinger")
 
 #: How new rows are placed on a t-SNE map: openTSNE's ``TSNEEmbedding.transform`` settings
-#: (perplexity 5 over each new row's nearest training rows, start at the median of its 25
-#: nearest training rows' places, exaggeration 1.5, gradient norm clipped at 0.25) with a
+#: (perplexity 5 over each new row's nearest training rows, start at the median of their
+#: places, exaggeration 1.5, gradient norm clipped at 0.25; openTSNE looks up 3 x perplexity
+#: = 15 nearest rows, so its ``k`` of 25 takes the median of those 15) with a
 #: learning rate of 0.5 instead of 0.1 and 1500 iterations instead of 250, chosen on 10,000
 #: held-out Fashion-MNIST training images (a map of the other 50,000): 1-NN accuracy 0.832
 #: against 0.812 at openTSNE's settings (BENCHMARKS.md).
@@ -106,8 +107,9 @@ def placement_cost(placed: np.ndarray, P: Any, places: np.ndarray,
     ``placed`` ``(m, k)`` the new rows' places y, ``places`` ``(n, k)`` the training
     rows' places r, and w(a, b) = (1 + ||a - b||^2 / dof)^-dof the map's kernel (t-SNE's
     Cauchy kernel at ``dof=1``). This is the cost openTSNE's placement lowers for each new
-    row (without its exaggeration). The sum over the whole map is exact, in blocks of rows
-    and in float32 (about 3 s for 10,000 rows on a map of 50,000 on one core).
+    row (without its exaggeration). The normalising sum runs over the whole map, O(m n),
+    in blocks of rows, on float32 distances (about 3 s for 10,000 rows on a map of 50,000
+    on one core).
 
     Examples
     --------
@@ -120,11 +122,13 @@ def placement_cost(placed: np.ndarray, P: Any, places: np.ndarray,
     placed = np.asarray(placed, dtype=np.float64)
     places_t = torch.as_tensor(np.asarray(places, dtype=np.float32))
     log_norm = np.empty(len(placed))
-    for start in range(0, len(placed), 512):
-        block = torch.as_tensor(placed[start:start + 512], dtype=torch.float32)
-        d2 = torch.cdist(block, places_t).square_()                       # (b, n)
+    step = max(1, min(512, (1 << 22) // max(len(places_t), 1)))   # blocks of <= 16 MiB
+    for start in range(0, len(placed), step):
+        block = torch.as_tensor(placed[start:start + step], dtype=torch.float32)
+        d2 = torch.cdist(block, places_t, compute_mode="donot_use_mm_for_euclid_dist"
+                         ).square_()                                       # (b, n)
         w = d2.add_(1.0).reciprocal_() if dof == 1 else d2.div_(dof).add_(1.0).pow_(-dof)
-        log_norm[start:start + 512] = w.sum(1, dtype=torch.float64).log().numpy()
+        log_norm[start:start + step] = w.sum(1, dtype=torch.float64).log().numpy()
     P = P.tocoo()
     d2 = np.square(placed[P.row] - np.asarray(places)[P.col]).sum(1)      # (nnz,)
     log_w = -dof * np.log1p(d2 / dof)
@@ -161,7 +165,7 @@ def place_on_map(reference: Any, rows: np.ndarray, settings: dict | None = None,
         ranked = _ranked_neighbors(P, nearest_starts)                  # (m, s), -1: none
         for rank in range(ranked.shape[1]):
             has = ranked[:, rank] >= 0
-            init = candidates[0].copy()         # rows without that neighbour keep theirs
+            init = candidates[0].copy()   # rows without that neighbour: from their first place
             init[has] = places[ranked[has, rank]]
             partial = openTSNE.tsne.PartialTSNEEmbedding(
                 init, reference, P=P, **reference.gradient_descent_params)
