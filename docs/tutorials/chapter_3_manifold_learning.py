@@ -139,8 +139,8 @@ fig.tight_layout()
 # new row is optimised against the map) and a model file that keeps the training rows.
 # ``metric`` says how rows are compared to find neighbours: ``metric="hellinger"``
 # compares the square roots of the grey levels, which on Fashion-MNIST gives purer
-# clusters (1-NN accuracy 0.842 against 0.816 on the test images) but keeps Euclidean
-# neighbourhoods less well (trustworthiness 0.977 against 0.986; BENCHMARKS.md).
+# clusters (1-NN accuracy 0.851 against 0.831 on the test images) but keeps Euclidean
+# neighbourhoods less well (trustworthiness 0.977 against 0.985; BENCHMARKS.md).
 # The VAE's map is also shaped by its prior, whose KL term pulls the codes towards
 # N(0, I) (chapter 5). ``benchmarks/fashion_2d.py`` in the repository compares these
 # maps, and UMAP, on Fashion-MNIST.
