@@ -149,8 +149,7 @@ def place_on_map(reference: Any, rows: np.ndarray, settings: dict | None = None,
     ``nearest_starts`` nearest training rows by ``NEAREST_REFINE``; it keeps the candidate
     of lowest :func:`placement_cost`. All candidates share the row's affinities.
     """
-    import openTSNE
-
+    openTSNE = _opentsne()
     settings = dict(PLACEMENT if settings is None else settings)
     n_reference = len(reference)
     with _quiet():
