@@ -10,7 +10,8 @@ Levers (one configuration per run, written to its own ``--section``): ``--params
 model parameters as JSON (for example a KL warm-up with ``--models beta_vae --params
 '{"beta": 1, "kl_schedule": "linear", "warmup_epochs": 100}'``, or early stopping on a
 validation bound with ``'{"early_stopping": true, "n_iter_no_change": 50}'``);
-``--hidden`` sets the MLP widths. With ``--checkpoint-dir`` every model checkpoints each epoch
+``--hidden`` sets the MLP widths; ``--images`` gives the models 28x28 images instead of
+784-value rows (for ``"architecture": "conv"``, whose networks need the image shape). With ``--checkpoint-dir`` every model checkpoints each epoch
 and finished results go to ``results.jsonl`` there; ``--resume`` continues a stopped run.
 ``--time-budget SECONDS`` (with ``--checkpoint-dir``) trains in chunks of ``--chunk`` epochs,
 each resumed from the last one's checkpoint (the same run as one fit), and starts no chunk
@@ -28,7 +29,7 @@ both have the same ``random_state`` (the split is drawn on the host, so a GPU ru
 from a CPU checkpoint holds out the CPU run's rows).
 
 Usage: python benchmarks/fashion_nll.py [--epochs 30] [--k 5000] [--models vae,iwae]
-       [--params JSON] [--hidden 512,256] [--checkpoint-dir DIR [--resume]]
+       [--params JSON] [--hidden 512,256] [--images] [--checkpoint-dir DIR [--resume]]
        [--time-budget SECONDS [--chunk 10]] [--init-from CHECKPOINT_DIR | MODEL_FILE]
        [--section NAME] [--write BENCHMARKS.md]
 """
@@ -37,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import shlex
 import sys
@@ -138,6 +140,8 @@ def main() -> None:
                     help="BENCHMARKS.md section to write (one per configuration)")
     ap.add_argument("--params", default="{}", help="extra model parameters, JSON")
     ap.add_argument("--hidden", default="512,256", help="MLP widths, comma-separated")
+    ap.add_argument("--images", action="store_true",
+                    help="28x28 images instead of 784-value rows (for conv networks)")
     ap.add_argument("--checkpoint-dir", type=Path)
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--verbose", type=int, default=0, help="2: print every epoch")
@@ -170,6 +174,9 @@ def main() -> None:
     X, _ = aekit.datasets.load("fashion-mnist", split="train")
     X_test, _ = aekit.datasets.load("fashion-mnist", split="test")
     X_test = aekit.datasets.binarize(X_test, random_state=0)[:args.n_test]
+    if args.images:                         # the same values, in the shape conv nets need
+        side = math.isqrt(X.shape[1])       # 28 (a square image)
+        X, X_test = X.reshape(-1, side, side), X_test.reshape(-1, side, side)
     networks, init_line, source = {}, "", None
     if args.init_from is not None:
         source, init_line = starting_model(args.init_from, X, json.loads(args.init_params))
@@ -232,6 +239,7 @@ def main() -> None:
         + (f" --threads {args.threads}" if args.threads else "")
         + (f" --n-test {args.n_test}" if args.n_test != 10000 else "")
         + (f" --hidden {args.hidden}" if args.hidden != "512,256" else "")
+        + (" --images" if args.images else "")
         + (f" --params {shlex.quote(args.params)}" if params else "")
         + (f" --section {args.section}" if args.section != "fashion_nll" else "")
         + (f" --checkpoint-dir DIR --time-budget {args.time_budget:g} --chunk {args.chunk}"
@@ -241,8 +249,10 @@ def main() -> None:
         + " --write BENCHMARKS.md`. Machine: "
         f"{machine_description()}; torch {torch.__version__}; "
         f"aekit {aekit.__version__}; {time.strftime('%Y-%m-%d')}.", "",
-        f"Dynamically binarized Fashion-MNIST, MLP 784-{args.hidden.replace(',', '-')}-"
-        f"{args.n_components}, Bernoulli decoder, at most {args.epochs} epochs"
+        f"Dynamically binarized Fashion-MNIST, "
+        + (f"28x28 images, hidden widths {args.hidden}" if args.images
+           else f"MLP 784-{args.hidden.replace(',', '-')}-{args.n_components}")
+        + f", Bernoulli decoder, at most {args.epochs} epochs"
         + (f", parameters {json.dumps(params)}" if params else "")
         + ((f", the checkpointed {init_line}" if args.epochs == 0
             else f", encoder and decoder starting from a {init_line}") if init_line else "")

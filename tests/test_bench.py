@@ -302,3 +302,35 @@ def test_tsne_map_levers_scores_each_placement_and_the_models_costs_least(monkey
     for r in scored.values():
         assert 0.5 < r["knn"] <= 1 and 0.8 < r["trust5"] <= 1 and r["cost"] > 0, r
     assert scored['{"start": "best"}']["cost"] <= scored["{}"]["cost"] + 1e-9
+
+
+def test_fashion_nll_images_give_conv_networks_the_image_shape(monkeypatch, tmp_path, digits):
+    """--images: the models are fitted and scored on square images (here digits' 8x8), so
+    ``"architecture": "conv"`` builds conv networks; without it the rows stay flat."""
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import fashion_nll
+
+    X = digits[0][:200]
+    monkeypatch.setattr(fashion_nll.aekit.datasets, "load", lambda *a, **k: (X, None))
+    scored = {}
+
+    def score(model, rows, k, random_state):
+        scored["model"], scored["rows"] = model, rows
+        return np.zeros(len(rows)), None
+
+    monkeypatch.setattr(fashion_nll, "importance_sampled_log_likelihood", score)
+    argv = ["fashion_nll.py", "--epochs", "1", "--k", "2", "--n-test", "10",
+            "--n-components", "4", "--hidden", "16", "--models", "hvae", "--params",
+            '{"architecture": "conv"}', "--checkpoint-dir", str(tmp_path / "images")]
+    monkeypatch.setattr(sys, "argv", [*argv, "--images"])
+    fashion_nll.main()
+    assert scored["rows"].shape == (10, 8, 8)
+    assert type(scored["model"].module_["encoder"]).__name__ == "ConvEncoder"
+    monkeypatch.setattr(sys, "argv", [*argv[:-1], str(tmp_path / "rows")])
+    with pytest.raises(fashion_nll.aekit.exceptions.InputError, match="image input"):
+        fashion_nll.main()
