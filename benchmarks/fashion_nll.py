@@ -11,7 +11,10 @@ model parameters as JSON (for example a KL warm-up with ``--models beta_vae --pa
 '{"beta": 1, "kl_schedule": "linear", "warmup_epochs": 100}'``, or early stopping on a
 validation bound with ``'{"early_stopping": true, "n_iter_no_change": 50}'``);
 ``--hidden`` sets the MLP widths; ``--images`` gives the models 28x28 images instead of
-784-value rows (for ``"architecture": "conv"``, whose networks need the image shape). With ``--checkpoint-dir`` every model checkpoints each epoch
+784-value rows (for ``"architecture": "conv"``, whose networks need the image shape, or for
+the published two-level model's conv networks: ``--models hvae --params '{"encoder":
+"convhvae_top_encoder", "decoder": "convhvae_decoder", ...}'``, from
+``benchmarks/hvae_conv_cost.py``). With ``--checkpoint-dir`` every model checkpoints each epoch
 and finished results go to ``results.jsonl`` there; ``--resume`` continues a stopped run.
 ``--time-budget SECONDS`` (with ``--checkpoint-dir``) trains in chunks of ``--chunk`` epochs,
 each resumed from the last one's checkpoint (the same run as one fit), and starts no chunk
@@ -57,6 +60,7 @@ from aekit.evaluation.quick_bench import machine_description, update_section
 from aekit.training.checkpoint import CHECKPOINT_NAME, checkpoint_weights
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import hvae_conv_cost  # noqa: E402,F401  (registers the published-size conv networks by name)
 from results_log import append, open_log  # noqa: E402
 
 

@@ -334,3 +334,72 @@ def test_fashion_nll_images_give_conv_networks_the_image_shape(monkeypatch, tmp_
     monkeypatch.setattr(sys, "argv", [*argv[:-1], str(tmp_path / "rows")])
     with pytest.raises(fashion_nll.aekit.exceptions.InputError, match="image input"):
         fashion_nll.main()
+
+
+def test_hvae_conv_cost_times_each_network_and_writes_its_rows(monkeypatch, tmp_path):
+    """benchmarks/hvae_conv_cost.py on a few 28x28 rows: every network and precision is
+    fitted, the published-size conv networks give the two-level VAE its code's parameters
+    and the pixels' logits, and each configuration gets a table row and a results line."""
+    import json
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import hvae_conv_cost
+
+    X = (np.random.default_rng(0).random((30, 784)) < 0.3).astype(np.float32)
+    monkeypatch.setattr(hvae_conv_cost.aekit.datasets, "load", lambda *a, **k: (X, None))
+    results = tmp_path / "cost.jsonl"
+    monkeypatch.setattr(sys, "argv", [
+        "hvae_conv_cost.py", "--rows", "20", "--epochs", "2", "--rounds", "1",
+        "--precisions", "32", "--results", str(results), "--write", str(tmp_path / "B.md")])
+    hvae_conv_cost.main()
+    rows = [json.loads(line) for line in results.read_text().splitlines()]
+    assert [r["config"] for r in rows] == ["gated_mlp", "aekit_conv", "gated_conv"]
+    assert all(r["rows"] == 20 and len(r["seconds"]) == 1 and r["seconds"][0] > 0 for r in rows)
+    table = (tmp_path / "B.md").read_text()
+    assert all(f"| {name} |" in table for name in ("gated_mlp", "aekit_conv", "gated_conv"))
+    enc = hvae_conv_cost.TopEncoder((1, 28, 28), 80)
+    dec = hvae_conv_cost.ConvDecoder((80,), 784)
+    import torch
+    assert enc(torch.zeros(5, 1, 28, 28)).shape == (5, 80)
+    assert dec(torch.zeros(5, 80)).shape == (5, 784)
+
+
+def test_fashion_nll_trains_hvae_with_the_published_size_conv_networks_by_name(
+        monkeypatch, tmp_path):
+    """The conv networks of benchmarks/hvae_conv_cost.py are registered by name, so
+    fashion_nll.py's JSON parameters reach them; the model's file names them, and it loads
+    (with this module imported) to the same scores."""
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import fashion_nll
+
+    X = (np.random.default_rng(0).random((60, 784)) < 0.3).astype(np.float32)
+    monkeypatch.setattr(fashion_nll.aekit.datasets, "load", lambda *a, **k: (X, None))
+    scored = {}
+
+    def score(model, rows, k, random_state):
+        scored["model"] = model
+        return np.zeros(len(rows)), None
+
+    monkeypatch.setattr(fashion_nll, "importance_sampled_log_likelihood", score)
+    monkeypatch.setattr(sys, "argv", [
+        "fashion_nll.py", "--epochs", "1", "--k", "2", "--n-test", "10", "--n-components", "6",
+        "--hidden", "16", "--models", "hvae", "--images", "--checkpoint-dir", str(tmp_path),
+        "--params", '{"encoder": "convhvae_top_encoder", "decoder": ["convhvae_decoder", '
+        '{"n_bottom": 3}], "n_top_components": 3}'])
+    fashion_nll.main()
+    model = scored["model"]
+    assert type(model.module_["decoder"].net).__name__ == "ConvDecoder"
+    path = str(tmp_path / "m.safetensors")
+    model.save(path)
+    again = fashion_nll.aekit.load(path)
+    rows = X[:5].reshape(-1, 28, 28)
+    np.testing.assert_allclose(again.transform(rows), model.transform(rows), rtol=1e-5)
