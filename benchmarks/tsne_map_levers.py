@@ -25,7 +25,7 @@ visualisations", ECML PKDD 2019; new images are placed with the same kernel), ``
 nearest training image instead of the median place of its ``k`` nearest, ``"start":
 "best"`` places it as the model does (``place_on_map``: from the median start and from the
 places of its ``NEAREST_STARTS`` nearest training images, keeping the start of lowest
-t-SNE cost); ``"rows": MAP``
+t-SNE cost; ``"nearest_starts": N`` for N such starts); ``"rows": MAP``
 finds the new images' neighbours (for their affinities and start) on the rows that map
 ``MAP`` is computed on (for example ``"hellinger"`` on a ``default`` map), instead of the
 map's own rows. One JSON line per result goes to stdout and, with ``--out``, is appended to
@@ -47,7 +47,8 @@ from sklearn.neighbors import NearestNeighbors
 
 import aekit
 from aekit.evaluation.array_metrics import knn_accuracy, trustworthiness
-from aekit.models.neighbor_ae import PLACEMENT, place_on_map, placement_cost
+from aekit.models.neighbor_ae import (NEAREST_STARTS, PLACEMENT, place_on_map,
+                                      placement_cost)
 
 MAPS = {
     "default": ({"perplexity": 30}, {}),
@@ -146,8 +147,9 @@ def main() -> None:
             init: object = "median"
             where = settings.pop("start", "median")
             if where == "best":                 # the model's own placement
+                starts = settings.pop("nearest_starts", NEAREST_STARTS)
                 placed = place_on_map(reference, K_new, {"k": k, "perplexity": perplexity,
-                                                         **settings})
+                                                         **settings}, nearest_starts=starts)
                 took = time.perf_counter() - start
                 emit({"map": name, "seed": args.seed, "placement": change,
                       **scores(places, placed, P, dof), "seconds": took})

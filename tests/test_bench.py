@@ -278,7 +278,8 @@ def test_tsne_map_levers_scores_each_placement_and_the_models_costs_least(monkey
                                                                            tmp_path):
     """The map-levers probe runs on a small set (digits in place of Fashion-MNIST): one line
     per map and placement, and the model's own placement (several starts, lowest t-SNE
-    cost) costs no more than the median start alone, which is one of its candidates."""
+    cost) costs no more than the median start alone, which is one of its candidates, nor
+    more starts than fewer."""
     pytest.importorskip("openTSNE")
     import json
     import sys
@@ -290,18 +291,22 @@ def test_tsne_map_levers_scores_each_placement_and_the_models_costs_least(monkey
     digits = tsne_map_levers.aekit.datasets.load("digits", split="train")
     monkeypatch.setattr(tsne_map_levers.aekit.datasets, "load", lambda *a, **k: digits)
     out = tmp_path / "levers.jsonl"
-    placements = [{}, {"start": "best"}, {"rows": "hellinger", "start": "nearest", "n_iter": 20}]
+    placements = [{}, {"start": "best"}, {"start": "best", "nearest_starts": 6},
+                  {"rows": "hellinger", "start": "nearest", "n_iter": 20}]
     monkeypatch.setattr(sys, "argv", [
         "tsne_map_levers.py", "--maps", "default", "--n-map", "400", "--n-new", "150",
         "--placements", json.dumps(placements), "--out", str(out)])
     tsne_map_levers.main()
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [r.get("map") for r in rows] == [None, "default", "default", "default", "default"]
+    assert [r.get("map") for r in rows] == [None, *["default"] * 5]
     scored = {json.dumps(r["placement"]): r for r in rows[2:]}
     assert list(scored) == [json.dumps(p) for p in placements]
     for r in scored.values():
         assert 0.5 < r["knn"] <= 1 and 0.8 < r["trust5"] <= 1 and r["cost"] > 0, r
     assert scored['{"start": "best"}']["cost"] <= scored["{}"]["cost"] + 1e-9
+    # six nearest starts include the three: never a higher cost
+    assert (scored['{"start": "best", "nearest_starts": 6}']["cost"]
+            <= scored['{"start": "best"}']["cost"] + 1e-9)
 
 
 def test_fashion_nll_images_give_conv_networks_the_image_shape(monkeypatch, tmp_path, digits):
