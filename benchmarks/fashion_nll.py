@@ -253,7 +253,7 @@ def main() -> None:
         + " --write BENCHMARKS.md`. Machine: "
         f"{machine_description()}; torch {torch.__version__}; "
         f"aekit {aekit.__version__}; {time.strftime('%Y-%m-%d')}.", "",
-        f"Dynamically binarized Fashion-MNIST, "
+        "Dynamically binarized Fashion-MNIST, "
         + (f"28x28 images, hidden widths {args.hidden}" if args.images
            else f"MLP 784-{args.hidden.replace(',', '-')}-{args.n_components}")
         + f", Bernoulli decoder, at most {args.epochs} epochs"

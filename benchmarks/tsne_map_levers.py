@@ -47,8 +47,7 @@ from sklearn.neighbors import NearestNeighbors
 
 import aekit
 from aekit.evaluation.array_metrics import knn_accuracy, trustworthiness
-from aekit.models.neighbor_ae import (NEAREST_STARTS, PLACEMENT, place_on_map,
-                                      placement_cost)
+from aekit.models.neighbor_ae import NEAREST_STARTS, PLACEMENT, place_on_map, placement_cost
 
 MAPS = {
     "default": ({"perplexity": 30}, {}),

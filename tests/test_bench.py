@@ -165,7 +165,6 @@ def test_fashion_nll_init_from_a_model_of_the_same_class_trains_it_on_with_this_
     import sys
     from pathlib import Path
 
-    import numpy as np
     import torch
 
     import aekit
@@ -182,11 +181,7 @@ def test_fashion_nll_init_from_a_model_of_the_same_class_trains_it_on_with_this_
     monkeypatch.setattr(fashion_nll.aekit.datasets, "load", lambda *a, **k: (X, None))
     trained = {}
 
-    def score(model, rows, k, random_state):
-        trained["model"] = model
-        return np.zeros(len(rows)), None
-
-    monkeypatch.setattr(fashion_nll, "importance_sampled_log_likelihood", score)
+    _skip_scoring(monkeypatch, fashion_nll, trained)
     monkeypatch.setattr(fashion_nll.aekit.models.beta_vae.BetaVAE, "fit",
                         _recording_fit(fashion_nll.aekit.models.beta_vae.BetaVAE.fit, trained))
     monkeypatch.setattr(sys, "argv", [
@@ -205,6 +200,19 @@ def test_fashion_nll_init_from_a_model_of_the_same_class_trains_it_on_with_this_
         assert torch.equal(first[name], value), name
 
 
+def _skip_scoring(monkeypatch, fashion_nll, record: dict) -> dict:
+    """fashion_nll.py without its K-sample scoring: ``record`` gets the model it would have
+    scored (``"model"``), the rows (``"rows"``) and its ``history_``; the NLL is 0."""
+    import numpy as np
+
+    def score(model, rows, k, random_state):
+        record.update(model=model, rows=rows, history=model.history_)
+        return np.zeros(len(rows)), None
+
+    monkeypatch.setattr(fashion_nll, "importance_sampled_log_likelihood", score)
+    return record
+
+
 def _recording_fit(fit, record):
     """``fit`` that records the weights the first training epoch starts from."""
     def recording(self, *args, **kwargs):
@@ -221,20 +229,13 @@ def test_fashion_nll_records_the_best_validation_epoch_and_bound(monkeypatch, tm
     import sys
     from pathlib import Path
 
-    import numpy as np
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     import fashion_nll
 
     X = digits[0][:300]
     monkeypatch.setattr(fashion_nll.aekit.datasets, "load", lambda *a, **k: (X, None))
-    scored = {}
-
-    def score(model, rows, k, random_state):
-        scored["history"] = model.history_
-        return np.zeros(len(rows)), None
-
-    monkeypatch.setattr(fashion_nll, "importance_sampled_log_likelihood", score)
+    scored = _skip_scoring(monkeypatch, fashion_nll, {})
     monkeypatch.setattr(sys, "argv", [
         "fashion_nll.py", "--epochs", "6", "--k", "2", "--n-test", "10", "--n-components", "3",
         "--hidden", "16", "--models", "vae", "--checkpoint-dir", str(tmp_path), "--params",
@@ -315,20 +316,13 @@ def test_fashion_nll_images_give_conv_networks_the_image_shape(monkeypatch, tmp_
     import sys
     from pathlib import Path
 
-    import numpy as np
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     import fashion_nll
 
     X = digits[0][:200]
     monkeypatch.setattr(fashion_nll.aekit.datasets, "load", lambda *a, **k: (X, None))
-    scored = {}
-
-    def score(model, rows, k, random_state):
-        scored["model"], scored["rows"] = model, rows
-        return np.zeros(len(rows)), None
-
-    monkeypatch.setattr(fashion_nll, "importance_sampled_log_likelihood", score)
+    scored = _skip_scoring(monkeypatch, fashion_nll, {})
     argv = ["fashion_nll.py", "--epochs", "1", "--k", "2", "--n-test", "10",
             "--n-components", "4", "--hidden", "16", "--models", "hvae", "--params",
             '{"architecture": "conv"}', "--checkpoint-dir", str(tmp_path / "images")]
@@ -388,13 +382,7 @@ def test_fashion_nll_trains_hvae_with_the_published_size_conv_networks_by_name(
 
     X = (np.random.default_rng(0).random((60, 784)) < 0.3).astype(np.float32)
     monkeypatch.setattr(fashion_nll.aekit.datasets, "load", lambda *a, **k: (X, None))
-    scored = {}
-
-    def score(model, rows, k, random_state):
-        scored["model"] = model
-        return np.zeros(len(rows)), None
-
-    monkeypatch.setattr(fashion_nll, "importance_sampled_log_likelihood", score)
+    scored = _skip_scoring(monkeypatch, fashion_nll, {})
     monkeypatch.setattr(sys, "argv", [
         "fashion_nll.py", "--epochs", "1", "--k", "2", "--n-test", "10", "--n-components", "6",
         "--hidden", "16", "--models", "hvae", "--images", "--checkpoint-dir", str(tmp_path),
