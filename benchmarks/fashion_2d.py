@@ -49,7 +49,7 @@ from sklearn.manifold import TSNE
 import aekit
 from aekit.evaluation.array_metrics import knn_accuracy, trustworthiness
 from aekit.evaluation.quick_bench import machine_description, update_section
-from aekit.models.neighbor_ae import NEAREST_STARTS
+from aekit.models.neighbor_ae import DOF, MAP_ITER, NEAREST_STARTS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_log import append, open_log  # noqa: E402
@@ -207,8 +207,9 @@ def write_table(args, results: dict, n_train: int, n_test: int, n_trust: int) ->
         f"parameters {json.dumps(nae)} over the model's defaults (15 neighbours, "
         "neighbor_weight 1), seed 0. "
         + ("Neighbour AE on a t-SNE map: the AE's network and settings, "
-           "`embedding=\"tsne\"` (the training map by openTSNE at its defaults, perplexity "
-           "30"
+           "`embedding=\"tsne\"` (the training map by openTSNE at the model's defaults: "
+           f"perplexity 30, {MAP_ITER} iterations after the early phase, a kernel of {DOF:g} "
+           "degrees of freedom"
            + (f", with {json.dumps(json.loads(args.tsne_params))} over the model's parameters"
               if args.tsne_params != "{}" else "")
            + "; each new row placed on it by optimising its t-SNE cost against the fixed "

@@ -240,6 +240,8 @@ def _estimator_from(cls: type, meta: dict[str, Any], path: str | os.PathLike,
             raise TypeError("'params' and 'fitted' must be JSON objects")
         if meta["format_version"] <= 2:
             params.setdefault("scale", "none")   # written before aekit standardised features
+        for name, value in cls._params_before.items():
+            params.setdefault(name, value)
         est = cls(**_restore_types(cls, params))
         est._validate_params()
         est._check_hyperparameters()

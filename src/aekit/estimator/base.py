@@ -339,6 +339,10 @@ class BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     #: parameters of the parent class that this model does not have.
     _excluded_params: ClassVar[tuple[str, ...]] = ()
 
+    #: parameters added after the first model files of this class, each with the value that
+    #: files without it were made with, where that is not its default now
+    _params_before: ClassVar[dict[str, Any]] = {}
+
     #: fitted attributes beyond the shared ones that model files store (``columns_``: the
     #: column kinds and levels of a mixed table)
     _saved_attributes: ClassVar[tuple[str, ...]] = ("columns_",)
