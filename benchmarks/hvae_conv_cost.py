@@ -33,8 +33,8 @@ Usage: python benchmarks/hvae_conv_cost.py [--rows 2000] [--epochs 3] [--rounds 
 from __future__ import annotations
 
 import argparse
-import json
 import math
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -46,6 +46,9 @@ from torch import Tensor, nn
 import aekit
 from aekit.evaluation.quick_bench import machine_description, update_section
 from aekit.nn import GatedLinear
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results_log import append  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "hvae_conv_cost.jsonl"
 N_TRAIN, SIDE, N1, N2 = 50_000, 28, 40, 40
@@ -161,6 +164,7 @@ def main() -> None:
             print(f"{config} {precision}: {seconds:.2f} s for {args.rows} rows", flush=True)
     machine = machine_description()
     stamp = time.strftime("%Y-%m-%d")
+    args.results.parent.mkdir(parents=True, exist_ok=True)
     lines = [
         "<!-- hvae_conv_cost:start -->",
         f"Command: `python benchmarks/hvae_conv_cost.py --rows {args.rows} --epochs "
@@ -179,13 +183,11 @@ def main() -> None:
         lines.append(f"| {config} | {weights[config]:,} | {precision} | {per_epoch:.0f} | "
                      f"{per_epoch * 400 / 3600:.1f} h | {per_epoch * 2000 / 3600:.1f} h | "
                      f"{ratio} |")
-        args.results.parent.mkdir(parents=True, exist_ok=True)
-        with open(args.results, "a") as f:
-            f.write(json.dumps({"config": config, "precision": precision,
-                                "seconds": times[config, precision], "rows": args.rows,
-                                "s_per_epoch_50k": per_epoch, "weights": weights[config],
-                                "threads": args.threads, "machine": machine,
-                                "torch": torch.__version__, "date": stamp}) + "\n")
+        append(args.results, {"config": config, "precision": precision,
+                              "seconds": times[config, precision], "rows": args.rows,
+                              "s_per_epoch_50k": per_epoch, "weights": weights[config],
+                              "threads": args.threads, "machine": machine,
+                              "torch": torch.__version__, "date": stamp})
     lines.append("<!-- hvae_conv_cost:end -->")
     text = "\n".join(lines)
     print(text)
