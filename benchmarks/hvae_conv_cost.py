@@ -94,6 +94,7 @@ class ConvDecoder(nn.Module):
         self.from_z1 = GatedLinear(n_bottom, 300)
         self.from_z2 = GatedLinear(input_shape[0] - n_bottom, 300)
         self.joint = GatedLinear(600, n_outputs)
+        self.side = math.isqrt(n_outputs)   # the square image's side: 28 for 784 pixels
         self.convs = nn.Sequential(
             GatedConv2d(1, 64, 3, 1, 1), GatedConv2d(64, 64, 3, 1, 1),
             GatedConv2d(64, 64, 3, 1, 1), GatedConv2d(64, 64, 3, 1, 1),
@@ -101,8 +102,7 @@ class ConvDecoder(nn.Module):
 
     def forward(self, z: Tensor) -> Tensor:
         h = torch.cat([self.from_z1(z[:, :self.n1]), self.from_z2(z[:, self.n1:])], dim=-1)
-        side = math.isqrt(self.joint.linear.out_features // 2)
-        plane = self.joint(h).reshape(-1, 1, side, side)
+        plane = self.joint(h).reshape(-1, 1, self.side, self.side)
         return self.convs(plane).flatten(1)
 
 
